@@ -1,0 +1,42 @@
+# Everything runs inside a virtual environment that the targets create and refresh.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# torch first, pinned, so pip never swaps in another build while resolving the rest.
+TORCH ?= torch==2.14.1 torchvision==0.29.1
+
+MODEL ?=
+TASKS ?=
+DATA ?=
+BENCH_ARGS ?=
+
+.PHONY: bench test lint format venv clean
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check $(TORCH)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+bench: $(STAMP)
+	$(BIN)/ubench bench $(if $(MODEL),--model $(MODEL)) $(if $(TASKS),--tasks $(TASKS)) \
+		$(if $(DATA),--data $(DATA)) $(BENCH_ARGS)
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,70 @@
+"""Shared fixtures: every test gets its own data, cache and results folders."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ultrabench_eval.task_card import TaskCard
+
+
+@pytest.fixture(autouse=True)
+def _isolated_paths(tmp_path_factory, monkeypatch):
+    """No test reads or writes the user's cache, data or results."""
+    base = tmp_path_factory.mktemp("ubench")
+    monkeypatch.setenv("UBENCH_DATA", str(base / "data"))
+    monkeypatch.setenv("UBENCH_CACHE", str(base / "cache"))
+    monkeypatch.setenv("UBENCH_RESULTS", str(base / "results"))
+    monkeypatch.delenv("UBENCH_TASKS", raising=False)
+
+
+def write_png(path: Path, array: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
+
+
+def make_dataset(
+    root: Path,
+    name: str = "toy",
+    classes: tuple[str, ...] = ("a", "b"),
+    counts: dict[str, int] | None = None,
+    size: tuple[int, int] = (40, 48),
+    with_masks: bool = True,
+    seed: int = 0,
+) -> TaskCard:
+    """A small UltraBench-format folder: a bright disc (class-dependent brightness) inside a
+    sector-shaped field of view on a black background."""
+    counts = counts or {"train": 8, "validation": 4, "test": 6}
+    rng = np.random.default_rng(seed)
+    folder = root / f"{name}_v1"
+    h, w = size
+    yy, xx = np.mgrid[0:h, 0:w]
+    fov = (np.hypot(yy + 10, xx - w / 2) < h + 5) & (np.abs(xx - w / 2) < (yy + 10) * 0.8)
+    for split, count in counts.items():
+        records = []
+        for i in range(count):
+            label = i % len(classes)
+            image = rng.integers(20, 120, size=(h, w)).astype(np.uint8)
+            disc = np.hypot(yy - h / 2, xx - w / 2) < 6
+            image[disc] = 140 + 40 * label
+            image[~fov] = 0
+            rel = f"images/{split}_{i:03d}.png"
+            write_png(folder / rel, image)
+            record = {"image": rel, "label": label, "patient": f"p{split}{i // 2}"}
+            if with_masks:
+                mask_rel = f"masks/scan/{split}_{i:03d}.png"
+                write_png(folder / mask_rel, fov.astype(np.uint8))
+                record["scan_mask"] = mask_rel
+            records.append(record)
+        (folder / f"{split}.json").write_text(json.dumps(records, indent=2))
+    return TaskCard(
+        name=name,
+        dataset=f"{name}_v1",
+        classes=classes,
+        group_field="patient",
+        split_sizes=dict(counts),
+    )

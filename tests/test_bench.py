@@ -1,0 +1,142 @@
+"""The slice end to end: generated suite -> store -> features -> probe -> records."""
+
+import numpy as np
+import pytest
+
+from ultrabench_eval import bench
+from ultrabench_eval.bench import BenchConfig
+from ultrabench_eval.errors import UserError
+from ultrabench_eval.results import read_records
+from ultrabench_eval.synth import write_suite
+
+SYNTH = ["synth-lesion", "synth-texture", "synth-view"]
+
+
+@pytest.fixture(scope="module")
+def small_suite(tmp_path_factory):
+    root = tmp_path_factory.mktemp("suite")
+    write_suite(root, seed=0, num_images=60, image_size=64, workers=2)
+    return root
+
+
+def _config(tmp_path, data, **overrides):
+    values = {
+        "models": ["pixels", "hog"],
+        "tasks": SYNTH,
+        "data_root": data,
+        "cache_root": tmp_path / "cache",
+        "results_root": tmp_path / "results",
+        "seeds": 3,
+        "fractions": (1.0, 0.5),
+        "image_size": 64,
+        "progress": False,
+    }
+    values.update(overrides)
+    return BenchConfig(**values)
+
+
+def _scores(records):
+    return {
+        (r["model"]["name"], r["task"]["name"], r["protocol"]["id"]): r["scores"]["per_seed"]
+        for r in records
+    }
+
+
+def test_records_for_every_model_task_and_fraction(small_suite, tmp_path):
+    records = bench.run(_config(tmp_path, small_suite), log=lambda _: None)
+    assert len(records) == 2 * 3 * 2
+    on_disk = read_records(tmp_path / "results")
+    assert _scores(on_disk) == _scores(records)
+    record = next(r for r in records if r["protocol"]["id"] == "linear@50%")
+    assert len(record["scores"]["per_seed"]) == 3
+    assert record["train_size_per_seed"][0] < record["task"]["split_sizes"]["train"]
+    assert record["model"]["fingerprint"] and record["versions"]["torch"]
+    assert (
+        record["hyperparameters"]["per_seed"][0]["C"]
+        in record["hyperparameters"]["per_seed"][0]["C_grid"]
+    )
+    scores = np.array(record["scores"]["per_seed"])
+    assert record["scores"]["mean"] == pytest.approx(scores.mean())
+    assert record["scores"]["std"] == pytest.approx(scores.std(ddof=1))
+
+
+def test_second_run_reuses_features_and_gives_the_same_scores(small_suite, tmp_path):
+    first = bench.run(_config(tmp_path, small_suite), log=lambda _: None)
+    assert not any(r["timings"]["features_cached"] for r in first)
+    second = bench.run(_config(tmp_path, small_suite), log=lambda _: None)
+    assert all(r["timings"]["features_cached"] for r in second)
+    assert _scores(first) == _scores(second)
+
+
+def test_batch_size_does_not_change_results(small_suite, tmp_path):
+    def run(batch_size, where):
+        config = _config(
+            where,
+            small_suite,
+            models=["random-vit-s"],
+            tasks=["synth-texture"],
+            batch_size=batch_size,
+            seeds=2,
+        )
+        return _scores(bench.run(config, log=lambda _: None))
+
+    assert run(1, tmp_path / "b1") == run(64, tmp_path / "b64")
+
+
+def test_torch_probe_matches_scikit_learn_on_generated_features(small_suite, tmp_path):
+    def run(backend):
+        config = _config(
+            tmp_path,
+            small_suite,
+            seeds=1,
+            fractions=(1.0,),
+            probe_options={"backend": backend},
+            results_root=tmp_path / backend,
+        )
+        return {(r["model"]["name"], r["task"]["name"]): r for r in bench.run(config, log=print)}
+
+    ours, reference = run("torch"), run("sklearn")
+    for key, record in ours.items():
+        ref = reference[key]
+        assert (
+            record["hyperparameters"]["per_seed"][0]["C"]
+            == ref["hyperparameters"]["per_seed"][0]["C"]
+        ), key
+        assert abs(record["scores"]["mean"] - ref["scores"]["mean"]) < 0.5, key
+
+
+def test_pixels_do_not_solve_every_generated_task(tmp_path):
+    """The default suite carries real but not trivial signal for a raw-pixel probe."""
+    data = tmp_path / "data"
+    write_suite(data, seed=0, workers=2)
+    config = _config(tmp_path, data, models=["pixels"], seeds=1, fractions=(1.0,), image_size=128)
+    means = {r["task"]["name"]: r["scores"]["mean"] for r in bench.run(config, log=lambda _: None)}
+    chance = {"synth-lesion": 100 / 3, "synth-texture": 100 / 3, "synth-view": 25.0}
+    assert all(means[t] > chance[t] + 5 for t in SYNTH), means
+    assert min(means.values()) < 90, means
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"models": ["nope"]}, "unknown model 'nope'"),
+        ({"tasks": ["nope"]}, "unknown task 'nope'"),
+        ({"models": []}, "no model given"),
+        ({"seeds": 0}, "--seeds must be at least 1"),
+        ({"fractions": (0.0,)}, "label fractions must be in"),
+        ({"models": ["pixels", "hog"], "weights": "w.pth"}, "--weights applies to one model"),
+        ({"pooling": "cls"}, "has no pooling 'cls'"),
+        ({"probe": "svm"}, "unknown probe 'svm'"),
+    ],
+)
+def test_bad_configuration_is_a_user_error_and_writes_nothing(
+    small_suite, tmp_path, overrides, message
+):
+    with pytest.raises(UserError, match=message):
+        bench.run(_config(tmp_path, small_suite, **overrides), log=lambda _: None)
+    assert not (tmp_path / "results").exists()
+
+
+def test_missing_generated_tasks_are_written_on_demand(tmp_path):
+    bench.generate_missing_synth(["synth-view"], tmp_path, log=lambda _: None)
+    assert (tmp_path / "synth_view_v1" / "train.json").is_file()

@@ -1,0 +1,174 @@
+"""The command line: listings, the bench, and user errors as one line with exit code 2."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import make_dataset
+
+from ultrabench_eval.cli import main
+
+
+def _run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_models_lists_metadata(capsys):
+    code, out, _ = _run(capsys, "models")
+    assert code == 0
+    for name in ("pixels", "hog", "random-vit-s", "timm:<model_name>"):
+        assert f"| {name}" in out
+    code, out, _ = _run(capsys, "models", "--format", "json")
+    rows = {row["name"]: row for row in json.loads(out)}
+    assert rows["random-vit-s"]["params"] == 22050664
+    assert rows["hog"]["license"] == "MIT"
+
+
+def test_tasks_lists_the_generated_suite(capsys):
+    code, out, _ = _run(capsys, "tasks")
+    assert code == 0
+    assert "synth-lesion" in out and "3: none, cyst, solid" in out and "180/44/76" in out
+
+
+def test_probes_and_corruptions(capsys):
+    assert "linear" in _run(capsys, "probes")[1]
+    assert "gaussian-noise" in _run(capsys, "corruptions")[1]
+
+
+def test_bench_on_a_card_from_the_environment(capsys, tmp_path, monkeypatch):
+    card = make_dataset(tmp_path / "data", counts={"train": 12, "validation": 6, "test": 8})
+    (tmp_path / "cards").mkdir()
+    (tmp_path / "cards" / "toy.yaml").write_text(
+        f"name: {card.name}\ndataset: {card.dataset}\nclasses: [a, b]\n"
+    )
+    monkeypatch.setenv("UBENCH_TASKS", str(tmp_path / "cards"))
+    from ultrabench_eval.registry import TASKS
+
+    monkeypatch.setattr(TASKS, "_populated", False)
+    code, out, err = _run(
+        capsys,
+        "bench",
+        "--model",
+        "pixels",
+        "--tasks",
+        "toy",
+        "--data",
+        str(tmp_path / "data"),
+        "--seeds",
+        "2",
+        "--fractions",
+        "100,50",
+        "--image-size",
+        "32",
+        "--no-progress",
+        "--results",
+        str(tmp_path / "res"),
+    )
+    assert code == 0, err
+    assert "### linear:" in out and "| pixels" in out and "### linear@50%:" in out
+    assert (tmp_path / "res" / "leaderboard.md").read_text() == out
+    code, again, _ = _run(capsys, "leaderboard", "--results", str(tmp_path / "res"))
+    assert code == 0 and again == out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["bench", "--model", "nope", "--tasks", "synth-view"], "unknown model 'nope'"),
+        (["bench", "--model", "pixels", "--tasks", "nope"], "unknown task 'nope'"),
+        (
+            ["bench", "--model", "pixels", "--tasks", "synth-view", "--device", "cuda:0"],
+            "no CUDA GPU",
+        ),
+        (["leaderboard", "--results", "/nonexistent/ubench"], "results folder not found"),
+    ],
+)
+def test_user_errors_are_one_line_and_exit_2(capsys, tmp_path, argv, message):
+    from ultrabench_eval.synth import write_task
+
+    write_task("synth-view", tmp_path, num_images=12, image_size=32)
+    if argv[0] == "bench":
+        argv = [*argv, "--data", str(tmp_path)]
+    if "--device" in argv and __import__("torch").cuda.is_available():
+        pytest.skip("a GPU is present")
+    code, _, err = _run(capsys, *argv)
+    assert code == 2
+    assert err.count("\n") == 1 and message in err and err.startswith("ubench ")
+
+
+def test_missing_dataset_folder_says_how_to_fix(capsys, tmp_path, monkeypatch):
+    (tmp_path / "cards").mkdir()
+    (tmp_path / "cards" / "real.yaml").write_text("name: real\ndataset: real_v1\nclasses: [a, b]\n")
+    monkeypatch.setenv("UBENCH_TASKS", str(tmp_path / "cards"))
+    from ultrabench_eval.registry import TASKS
+
+    monkeypatch.setattr(TASKS, "_populated", False)
+    code, _, err = _run(
+        capsys,
+        "bench",
+        "--model",
+        "pixels",
+        "--tasks",
+        "real",
+        "--data",
+        str(tmp_path / "empty"),
+        "--no-progress",
+    )
+    assert code == 2
+    assert "dataset folder for task 'real' not found" in err and "--data / UBENCH_DATA" in err
+
+
+def test_unreadable_image_exits_2_without_traceback_or_results(tmp_path):
+    card = make_dataset(tmp_path / "data")
+    (tmp_path / "data" / card.dataset / "images" / "test_001.png").write_bytes(b"broken")
+    (tmp_path / "cards").mkdir()
+    (tmp_path / "cards" / "toy.yaml").write_text(
+        f"name: {card.name}\ndataset: {card.dataset}\nclasses: [a, b]\n"
+    )
+    env = {
+        **os.environ,
+        "UBENCH_TASKS": str(tmp_path / "cards"),
+        "UBENCH_RESULTS": str(tmp_path / "res"),
+        "UBENCH_CACHE": str(tmp_path / "cache"),
+    }
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ultrabench_eval",
+            "bench",
+            "--model",
+            "pixels",
+            "--tasks",
+            "toy",
+            "--data",
+            str(tmp_path / "data"),
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [
+        line for line in done.stderr.strip().splitlines() if "cannot decode image" in line
+    ]
+    assert "test_001.png" in done.stderr
+    assert not (tmp_path / "res").exists()
+
+
+def test_bad_flag_is_one_line_and_exit_2():
+    done = subprocess.run(
+        [sys.executable, "-m", "ultrabench_eval", "bench", "--frobnicate"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "unrecognized arguments: --frobnicate" in done.stderr

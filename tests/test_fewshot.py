@@ -1,0 +1,38 @@
+import numpy as np
+import pytest
+
+from ultrabench_eval.fewshot import fraction_label, subsample
+
+
+@pytest.fixture
+def labels():
+    return np.repeat(np.arange(3), [50, 30, 4])
+
+
+def test_stratified_with_at_least_one_per_class(labels):
+    idx = subsample(labels, 0.1, seed=0, n_classes=3)
+    counts = np.bincount(labels[idx], minlength=3)
+    assert list(counts) == [5, 3, 1]
+    assert np.all(np.diff(idx) > 0)
+
+
+def test_nested_for_a_seed(labels):
+    small = set(subsample(labels, 0.05, seed=3, n_classes=3))
+    large = set(subsample(labels, 0.5, seed=3, n_classes=3))
+    assert small < large
+
+
+def test_seeds_differ_and_repeat(labels):
+    a = subsample(labels, 0.2, seed=0, n_classes=3)
+    assert np.array_equal(a, subsample(labels, 0.2, seed=0, n_classes=3))
+    assert not np.array_equal(a, subsample(labels, 0.2, seed=1, n_classes=3))
+
+
+def test_full_fraction_is_everything(labels):
+    assert np.array_equal(subsample(labels, 1.0, seed=9, n_classes=3), np.arange(len(labels)))
+    with pytest.raises(ValueError):
+        subsample(labels, 0.0, seed=0, n_classes=3)
+
+
+def test_labels():
+    assert fraction_label(1.0) == "100%" and fraction_label(0.05) == "5%"

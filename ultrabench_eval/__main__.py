@@ -1,0 +1,3 @@
+from ultrabench_eval.cli import main
+
+raise SystemExit(main())

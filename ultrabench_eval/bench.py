@@ -1,0 +1,258 @@
+"""One benchmark run: models x tasks -> features (cached) -> probes -> result records."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ultrabench_eval import fewshot, results
+from ultrabench_eval.adapter import Adapter
+from ultrabench_eval.dataset import Dataset, open_dataset
+from ultrabench_eval.errors import UserError
+from ultrabench_eval.extract import cached_features, resolve_device, versions
+from ultrabench_eval.image_store import open_store
+from ultrabench_eval.registry import MODELS, PROBES, TASKS
+from ultrabench_eval.task_card import SPLITS, TaskCard
+
+DEFAULT_SEEDS = 5
+DEFAULT_FRACTIONS = (1.0, 0.1)
+WEIGHT_FREE_MODELS = ("pixels", "hog", "random-vit-s")
+
+
+@dataclass
+class BenchConfig:
+    models: list[str]
+    tasks: list[str]
+    data_root: Path
+    cache_root: Path
+    results_root: Path
+    weights: str | None = None
+    pooling: str | None = None
+    probe: str = "linear"
+    probe_options: dict[str, Any] = field(default_factory=dict)
+    seeds: int = DEFAULT_SEEDS
+    fractions: tuple[float, ...] = DEFAULT_FRACTIONS
+    image_size: int = 224
+    batch_size: int = 64
+    device: str = "auto"
+    workers: int = 0
+    progress: bool = True
+
+
+def make_adapter(name: str) -> Adapter:
+    """A registered model, not yet loaded: classes and factories are called, instances copied."""
+    entry = MODELS.get(name)
+    adapter = entry() if callable(entry) and not isinstance(entry, Adapter) else entry
+    if not isinstance(adapter, Adapter):
+        raise UserError(f"model '{name}' is registered as {type(adapter).__name__}, not an Adapter")
+    if not adapter.name:
+        adapter.name = name
+    return adapter
+
+
+def default_synth_tasks() -> list[str]:
+    return [name for name in TASKS.names() if TASKS.get(name).generator == "synth"]
+
+
+def run(config: BenchConfig, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """Run every model on every task; write and return the result records."""
+    _validate(config)
+    cards = [TASKS.get(name) for name in config.tasks]
+    # Everything a user can get wrong is checked before the first model runs.
+    adapters = [make_adapter(name) for name in config.models]
+    poolings = [_pooling(adapter, config.pooling) for adapter in adapters]
+    datasets = [open_dataset(card, config.data_root) for card in cards]
+    device = resolve_device(config.device)
+    written = []
+    for adapter, pooling in zip(adapters, poolings, strict=True):
+        started = time.perf_counter()
+        adapter.load(config.weights).to(device)
+        load_s = time.perf_counter() - started
+        for dataset in datasets:
+            records = _run_task(adapter, dataset, pooling, config, load_s)
+            for record in records:
+                results.write_record(config.results_root, record)
+                log(
+                    f"{adapter.name:>16} | {dataset.card.name:<16} | {record['protocol']['id']:<12}"
+                    f" | macro-F1 {record['scores']['mean']:5.1f} ± {record['scores']['std']:.1f}"
+                    f" | {'cached' if record['timings']['features_cached'] else 'extracted'}"
+                )
+            written.extend(records)
+    return written
+
+
+def _validate(config: BenchConfig) -> None:
+    if not config.models:
+        raise UserError("no model given: pass --model NAME[,NAME2] (see `ubench models`)")
+    if not config.tasks:
+        raise UserError("no task given: pass --tasks NAME[,NAME2] (see `ubench tasks`)")
+    if config.weights is not None and len(config.models) != 1:
+        raise UserError("--weights applies to one model: pass a single --model with it")
+    if config.seeds < 1:
+        raise UserError(f"--seeds must be at least 1, got {config.seeds}")
+    if config.batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, got {config.batch_size}")
+    if config.image_size < 8:
+        raise UserError(f"--image-size must be at least 8 pixels, got {config.image_size}")
+    for fraction in config.fractions:
+        if not 0.0 < fraction <= 1.0:
+            raise UserError(f"label fractions must be in (0, 1], got {fraction}")
+    PROBES.get(config.probe)
+
+
+def _pooling(adapter: Adapter, requested: str | None) -> str:
+    if requested is None:
+        return adapter.default_pooling
+    if requested not in adapter.poolings:
+        raise UserError(
+            f"model '{adapter.name}' has no pooling '{requested}' "
+            f"(it has: {', '.join(adapter.poolings)})"
+        )
+    return requested
+
+
+def _run_task(
+    adapter: Adapter, dataset: Dataset, pooling: str, config: BenchConfig, load_s: float
+) -> list[dict[str, Any]]:
+    card = dataset.card
+    timings: dict[str, Any] = {"load_s": round(load_s, 3), "store_s": 0.0, "features_s": {}}
+    cached = True
+    features, labels = {}, {}
+    for split_name in SPLITS:
+        split = dataset.splits[split_name]
+        started = time.perf_counter()
+        store = open_store(
+            split,
+            card.dataset,
+            config.image_size,
+            config.cache_root,
+            workers=config.workers,
+            progress=config.progress,
+        )
+        timings["store_s"] += time.perf_counter() - started
+        feature_set = cached_features(
+            adapter, card.name, split_name, store, config.cache_root, batch_size=config.batch_size
+        )
+        timings["features_s"][split_name] = round(feature_set.seconds, 3)
+        cached = cached and feature_set.from_cache
+        features[split_name] = feature_set.features[pooling]
+        labels[split_name] = split.labels
+    timings["store_s"] = round(timings["store_s"], 3)
+    timings["features_cached"] = cached
+
+    probe = PROBES.get(config.probe)(**config.probe_options)
+    started = time.perf_counter()
+    per_fraction = _probe_all(probe, features, labels, card, config.fractions, config.seeds)
+    probe_s = round((time.perf_counter() - started) / len(config.fractions), 3)
+    return [
+        _record(
+            adapter,
+            card,
+            dataset,
+            pooling,
+            config,
+            fraction,
+            per_seed,
+            {**timings, "probe_s": probe_s},
+        )
+        for fraction, per_seed in zip(config.fractions, per_fraction, strict=True)
+    ]
+
+
+def _probe_all(probe, features, labels, card: TaskCard, fractions, seeds: int) -> list[list]:
+    """Every (fraction, seed) probe in one call, so a batched probe fits them all at once.
+    When the fit ignores the seed, equal subsets (every seed at 100 %) are fitted once."""
+    plan = []  # (fraction index, seed, subset key)
+    subsets: dict[tuple[bytes, int | None], tuple[np.ndarray, int]] = {}
+    for f_index, fraction in enumerate(fractions):
+        for seed in range(seeds):
+            idx = fewshot.subsample(labels["train"], fraction, seed, card.num_classes)
+            key = (idx.tobytes(), seed if probe.uses_seed else None)
+            subsets.setdefault(key, (idx, seed))
+            plan.append((f_index, seed, key))
+    keys = list(subsets)
+    fitted = probe.fit_predict_subsets(
+        features["train"],
+        labels["train"],
+        [subsets[k][0] for k in keys],
+        features["validation"],
+        labels["validation"],
+        features["test"],
+        labels["test"],
+        n_classes=card.num_classes,
+        seeds=[subsets[k][1] for k in keys],
+    )
+    by_key = dict(zip(keys, fitted, strict=True))
+    out: list[list] = [[] for _ in fractions]
+    for f_index, seed, key in plan:
+        out[f_index].append((seed, len(subsets[key][0]), by_key[key]))
+    return out
+
+
+def _record(adapter, card, dataset, pooling, config, fraction, per_seed, timings) -> dict:
+    scores = np.array([r.test_macro_f1 for _, _, r in per_seed], dtype=np.float64)
+    info = asdict(adapter.info)
+    return {
+        "schema": results.SCHEMA,
+        "model": {
+            "name": adapter.name,
+            "fingerprint": adapter.fingerprint(),
+            "weights": adapter.weights_id(),
+            "pooling": pooling,
+            "input_spec": adapter.input_spec.as_dict(),
+            "info": info,
+        },
+        "task": {
+            "name": card.name,
+            "dataset": card.dataset,
+            "classes": list(card.classes),
+            "split_sizes": {name: len(split) for name, split in dataset.splits.items()},
+        },
+        "protocol": {
+            "id": results.protocol_id(config.probe, fraction),
+            "probe": config.probe,
+            "probe_options": config.probe_options,
+            "fraction": fraction,
+            "view": "clean",
+            "seeds": [seed for seed, _, _ in per_seed],
+            "image_size": config.image_size,
+        },
+        "scores": {
+            "metric": "macro_f1",
+            "per_seed": [round(float(s), 6) for s in scores],
+            "mean": float(scores.mean()),
+            # sample standard deviation over seeds (ddof=1); 0 for one seed
+            "std": float(scores.std(ddof=1)) if len(scores) > 1 else 0.0,
+            "val_per_seed": [round(float(r.val_macro_f1), 6) for _, _, r in per_seed],
+        },
+        "hyperparameters": {"per_seed": [r.params for _, _, r in per_seed]},
+        "train_size_per_seed": [n for _, n, _ in per_seed],
+        "timings": timings,
+        "versions": versions(),
+        "git_revision": results.git_revision(),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def generate_missing_synth(
+    tasks: list[str], data_root: Path, log: Callable[[str], None] = print
+) -> None:
+    """Write generated tasks whose folder is missing, so the default needs no preparation."""
+    missing = []
+    for name in tasks:
+        card = TASKS.get(name)
+        if card.generator == "synth" and not (Path(data_root) / card.dataset).exists():
+            missing.append(name)
+    if not missing:
+        return
+    from ultrabench_eval.synth import write_task
+
+    for name in missing:
+        log(f"generating {name} into {data_root}")
+        write_task(name, data_root, seed=0)
