@@ -39,16 +39,21 @@ def test_probes_and_corruptions(capsys):
     assert "gaussian-noise" in _run(capsys, "corruptions")[1]
 
 
+def _card_folder(folder, name, dataset, monkeypatch=None):
+    """A task-card folder holding one card; with monkeypatch, made the UBENCH_TASKS folder."""
+    folder.mkdir()
+    (folder / f"{name}.yaml").write_text(f"name: {name}\ndataset: {dataset}\nclasses: [a, b]\n")
+    if monkeypatch is not None:
+        from ultrabench_eval.registry import TASKS
+
+        monkeypatch.setenv("UBENCH_TASKS", str(folder))
+        monkeypatch.setattr(TASKS, "_populated", False)  # read the cards again
+    return folder
+
+
 def test_bench_on_a_card_from_the_environment(capsys, tmp_path, monkeypatch):
     card = make_dataset(tmp_path / "data", counts={"train": 12, "validation": 6, "test": 8})
-    (tmp_path / "cards").mkdir()
-    (tmp_path / "cards" / "toy.yaml").write_text(
-        f"name: {card.name}\ndataset: {card.dataset}\nclasses: [a, b]\n"
-    )
-    monkeypatch.setenv("UBENCH_TASKS", str(tmp_path / "cards"))
-    from ultrabench_eval.registry import TASKS
-
-    monkeypatch.setattr(TASKS, "_populated", False)
+    _card_folder(tmp_path / "cards", card.name, card.dataset, monkeypatch)
     code, out, err = _run(
         capsys,
         "bench",
@@ -101,12 +106,7 @@ def test_user_errors_are_one_line_and_exit_2(capsys, tmp_path, argv, message):
 
 
 def test_missing_dataset_folder_says_how_to_fix(capsys, tmp_path, monkeypatch):
-    (tmp_path / "cards").mkdir()
-    (tmp_path / "cards" / "real.yaml").write_text("name: real\ndataset: real_v1\nclasses: [a, b]\n")
-    monkeypatch.setenv("UBENCH_TASKS", str(tmp_path / "cards"))
-    from ultrabench_eval.registry import TASKS
-
-    monkeypatch.setattr(TASKS, "_populated", False)
+    _card_folder(tmp_path / "cards", "real", "real_v1", monkeypatch)
     code, _, err = _run(
         capsys,
         "bench",
@@ -125,13 +125,10 @@ def test_missing_dataset_folder_says_how_to_fix(capsys, tmp_path, monkeypatch):
 def test_unreadable_image_exits_2_without_traceback_or_results(tmp_path):
     card = make_dataset(tmp_path / "data")
     (tmp_path / "data" / card.dataset / "images" / "test_001.png").write_bytes(b"broken")
-    (tmp_path / "cards").mkdir()
-    (tmp_path / "cards" / "toy.yaml").write_text(
-        f"name: {card.name}\ndataset: {card.dataset}\nclasses: [a, b]\n"
-    )
+    cards = _card_folder(tmp_path / "cards", card.name, card.dataset)
     env = {
         **os.environ,
-        "UBENCH_TASKS": str(tmp_path / "cards"),
+        "UBENCH_TASKS": str(cards),
         "UBENCH_RESULTS": str(tmp_path / "res"),
         "UBENCH_CACHE": str(tmp_path / "cache"),
     }
