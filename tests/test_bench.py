@@ -60,12 +60,44 @@ def test_records_for_every_model_task_and_fraction(small_suite, tmp_path):
     assert record["scores"]["std"] == pytest.approx(scores.std(ddof=1))
 
 
-def test_second_run_reuses_features_and_gives_the_same_scores(small_suite, tmp_path):
-    first = bench.run(_config(tmp_path, small_suite), log=lambda _: None)
+def test_second_run_reuses_records_or_cached_features(small_suite, tmp_path):
+    logs = []
+    first = bench.run(_config(tmp_path, small_suite), log=logs.append)
     assert not any(r["timings"]["features_cached"] for r in first)
-    second = bench.run(_config(tmp_path, small_suite), log=lambda _: None)
-    assert all(r["timings"]["features_cached"] for r in second)
-    assert _scores(first) == _scores(second)
+    assert all(line.endswith("extracted") for line in logs)
+    stamps = sorted(p.stat().st_mtime_ns for p in (tmp_path / "results").rglob("*.json"))
+
+    logs.clear()
+    again = bench.run(_config(tmp_path, small_suite), log=logs.append)
+    assert all(line.endswith("reused record") for line in logs)
+    assert sorted(p.stat().st_mtime_ns for p in (tmp_path / "results").rglob("*.json")) == stamps
+    assert again == first
+
+    logs.clear()
+    refit = bench.run(_config(tmp_path, small_suite, overwrite=True), log=logs.append)
+    assert all(line.endswith("cached features") for line in logs)
+    assert all(r["timings"]["features_cached"] for r in refit)
+    assert _scores(refit) == _scores(first)
+
+
+def test_changed_labels_invalidate_the_record(small_suite, tmp_path):
+    import json
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(small_suite / "synth_view_v1", data / "synth_view_v1")
+    config = _config(
+        tmp_path, data, tasks=["synth-view"], models=["pixels"], seeds=1, fractions=(1.0,)
+    )
+    first = bench.run(config, log=lambda _: None)
+    test_json = data / "synth_view_v1" / "test.json"
+    records = json.loads(test_json.read_text())
+    records[0]["label"] = (records[0]["label"] + 1) % 4
+    test_json.write_text(json.dumps(records))
+    logs = []
+    second = bench.run(config, log=logs.append)
+    assert logs[0].endswith("cached features")  # same images, new labels: refit, no forward
+    assert second[0]["inputs_sha256"] != first[0]["inputs_sha256"]
 
 
 def test_batch_size_does_not_change_results(small_suite, tmp_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -11,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+import ultrabench_eval
 from ultrabench_eval import fewshot, results
 from ultrabench_eval.adapter import Adapter
 from ultrabench_eval.dataset import Dataset, open_dataset
@@ -23,6 +26,8 @@ from ultrabench_eval.task_card import SPLITS, TaskCard
 DEFAULT_SEEDS = 5
 DEFAULT_FRACTIONS = (1.0, 0.1)
 WEIGHT_FREE_MODELS = ("pixels", "hog", "random-vit-s")
+# Bump when what a record holds, or how its scores are computed, changes.
+RECORD_LOGIC_VERSION = "1"
 
 
 @dataclass
@@ -43,6 +48,7 @@ class BenchConfig:
     device: str = "auto"
     workers: int = 0
     progress: bool = True
+    overwrite: bool = False  # refit even when a record with the same inputs exists
 
 
 def make_adapter(name: str) -> Adapter:
@@ -75,15 +81,18 @@ def run(config: BenchConfig, log: Callable[[str], None] = print) -> list[dict[st
         adapter.load(config.weights).to(device)
         load_s = time.perf_counter() - started
         for dataset in datasets:
-            records = _run_task(adapter, dataset, pooling, config, load_s)
-            for record in records:
-                results.write_record(config.results_root, record)
+            for record, reused in _run_task(adapter, dataset, pooling, config, load_s):
+                if reused:
+                    how = "reused record"
+                else:
+                    results.write_record(config.results_root, record)
+                    how = "cached features" if record["timings"]["features_cached"] else "extracted"
                 log(
                     f"{adapter.name:>16} | {dataset.card.name:<16} | {record['protocol']['id']:<12}"
                     f" | macro-F1 {record['scores']['mean']:5.1f} ± {record['scores']['std']:.1f}"
-                    f" | {'cached' if record['timings']['features_cached'] else 'extracted'}"
+                    f" | {how}"
                 )
-            written.extend(records)
+                written.append(record)
     return written
 
 
@@ -119,15 +128,14 @@ def _pooling(adapter: Adapter, requested: str | None) -> str:
 
 def _run_task(
     adapter: Adapter, dataset: Dataset, pooling: str, config: BenchConfig, load_s: float
-) -> list[dict[str, Any]]:
+) -> list[tuple[dict[str, Any], bool]]:
+    """(record, reused) per fraction. A record whose inputs are unchanged is reused unless
+    `config.overwrite`: an interrupted or repeated run redoes only what is missing."""
     card = dataset.card
     timings: dict[str, Any] = {"load_s": round(load_s, 3), "store_s": 0.0, "features_s": {}}
-    cached = True
-    features, labels = {}, {}
-    for split_name in SPLITS:
-        split = dataset.splits[split_name]
-        started = time.perf_counter()
-        store = open_store(
+    started = time.perf_counter()
+    stores = {
+        name: open_store(
             split,
             card.dataset,
             config.image_size,
@@ -135,23 +143,40 @@ def _run_task(
             workers=config.workers,
             progress=config.progress,
         )
-        timings["store_s"] += time.perf_counter() - started
+        for name, split in dataset.splits.items()
+    }
+    timings["store_s"] = round(time.perf_counter() - started, 3)
+    digests = {
+        f: _inputs_digest(adapter, pooling, dataset, stores, config, f) for f in config.fractions
+    }
+    reused = {} if config.overwrite else _reusable(config, adapter, card, digests)
+    todo = [f for f in config.fractions if f not in reused]
+    if not todo:
+        return [(reused[f], True) for f in config.fractions]
+
+    cached = True
+    features, labels = {}, {}
+    for split_name in SPLITS:
         feature_set = cached_features(
-            adapter, card.name, split_name, store, config.cache_root, batch_size=config.batch_size
+            adapter,
+            card.name,
+            split_name,
+            stores[split_name],
+            config.cache_root,
+            batch_size=config.batch_size,
         )
         timings["features_s"][split_name] = round(feature_set.seconds, 3)
         cached = cached and feature_set.from_cache
         features[split_name] = feature_set.features[pooling]
-        labels[split_name] = split.labels
-    timings["store_s"] = round(timings["store_s"], 3)
+        labels[split_name] = dataset.splits[split_name].labels
     timings["features_cached"] = cached
 
     probe = PROBES.get(config.probe)(**config.probe_options)
     started = time.perf_counter()
-    per_fraction = _probe_all(probe, features, labels, card, config.fractions, config.seeds)
-    probe_s = round((time.perf_counter() - started) / len(config.fractions), 3)
-    return [
-        _record(
+    per_fraction = _probe_all(probe, features, labels, card, todo, config.seeds)
+    probe_s = round((time.perf_counter() - started) / len(todo), 3)
+    fresh = {
+        fraction: _record(
             adapter,
             card,
             dataset,
@@ -160,9 +185,54 @@ def _run_task(
             fraction,
             per_seed,
             {**timings, "probe_s": probe_s},
+            digests[fraction],
         )
-        for fraction, per_seed in zip(config.fractions, per_fraction, strict=True)
-    ]
+        for fraction, per_seed in zip(todo, per_fraction, strict=True)
+    }
+    return [(reused[f], True) if f in reused else (fresh[f], False) for f in config.fractions]
+
+
+def _inputs_digest(
+    adapter, pooling, dataset: Dataset, stores, config: BenchConfig, fraction: float
+) -> str:
+    """Everything a record's scores depend on: model, features, labels, protocol, code."""
+    payload = {
+        "record_logic": RECORD_LOGIC_VERSION,
+        "code": [ultrabench_eval.__version__, results.git_revision()],
+        "model": adapter.fingerprint(),
+        "pooling": pooling,
+        "task": [dataset.card.name, list(dataset.card.classes), dataset.card.label_field],
+        "splits": {
+            name: [stores[name].content_hash, _labels_hash(split.ids, split.labels)]
+            for name, split in dataset.splits.items()
+        },
+        "protocol": [config.probe, config.probe_options, fraction, config.seeds],
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def _labels_hash(ids: list[str], labels: np.ndarray) -> str:
+    digest = hashlib.sha256("\n".join(ids).encode())
+    digest.update(np.asarray(labels, dtype=np.int64).tobytes())
+    return digest.hexdigest()
+
+
+def _reusable(config: BenchConfig, adapter, card, digests: dict[float, str]) -> dict:
+    out = {}
+    for fraction, digest in digests.items():
+        path = results.record_path(
+            config.results_root,
+            adapter.name,
+            card.name,
+            results.protocol_id(config.probe, fraction),
+        )
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if record.get("inputs_sha256") == digest:
+            out[fraction] = record
+    return out
 
 
 def _probe_all(probe, features, labels, card: TaskCard, fractions, seeds: int) -> list[list]:
@@ -195,11 +265,12 @@ def _probe_all(probe, features, labels, card: TaskCard, fractions, seeds: int) -
     return out
 
 
-def _record(adapter, card, dataset, pooling, config, fraction, per_seed, timings) -> dict:
+def _record(adapter, card, dataset, pooling, config, fraction, per_seed, timings, digest) -> dict:
     scores = np.array([r.test_macro_f1 for _, _, r in per_seed], dtype=np.float64)
     info = asdict(adapter.info)
     return {
         "schema": results.SCHEMA,
+        "inputs_sha256": digest,
         "model": {
             "name": adapter.name,
             "fingerprint": adapter.fingerprint(),

@@ -106,6 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--workers", type=int, default=0, help="decoding processes (0: automatic)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="refit and rewrite records even when their inputs are unchanged",
+    )
 
     p = sub.add_parser("leaderboard", help="print the leaderboard of a results folder")
     p.add_argument(
@@ -273,6 +278,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         device=args.device,
         workers=args.workers,
         progress=not args.no_progress,
+        overwrite=args.overwrite,
     )
     bench.generate_missing_synth(cfg.tasks, data_root, log=_info)
     records = bench.run(cfg, log=_info)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 from pathlib import Path
@@ -50,7 +51,9 @@ def read_records(results_root: Path) -> list[dict[str, Any]]:
     return records
 
 
+@functools.cache
 def git_revision() -> str | None:
+    """The checkout's commit when the package runs from a git clone (asked once)."""
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"],
