@@ -43,6 +43,10 @@ class PixelsAdapter(WeightFreeAdapter):
     def input_spec(self) -> InputSpec:
         return InputSpec(size=(32, 32), mean=(0.0,), std=(1.0,), channels=1, interpolation="area")
 
+    @property
+    def embed_dims(self) -> dict[str, int]:
+        return {"raw": 32 * 32}
+
     def forward_features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"raw": x.flatten(1)}
 
@@ -76,6 +80,11 @@ class HogAdapter(WeightFreeAdapter):
         return InputSpec(
             size=(128, 128), mean=(0.0,), std=(1.0,), channels=1, interpolation="bilinear"
         )
+
+    @property
+    def embed_dims(self) -> dict[str, int]:
+        cells = 128 // self.cell - self.block + 1
+        return {"hog": cells * cells * self.block * self.block * self.orientations}
 
     def forward_features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"hog": hog(x[:, 0], self.orientations, self.cell, self.block)}

@@ -1,9 +1,9 @@
-"""timm models: the generic `timm:<model_name>` adapter and `random-vit-s`, the random-weight
-floor every paper should show."""
+"""timm models: the generic `timm:<model_name>` adapter, the base of every timm-backed family,
+and `random-vit-s`, the random-weight floor every paper should show."""
 
 from __future__ import annotations
 
-from functools import cached_property
+from collections.abc import Mapping
 from typing import Any
 
 import timm
@@ -12,22 +12,15 @@ import torch
 from ultrabench_eval.adapter import (
     IMAGENET_MEAN,
     IMAGENET_STD,
+    CheckpointAdapter,
     InputSpec,
     ModelInfo,
-    TorchAdapter,
     count_parameters,
     token_poolings,
 )
 from ultrabench_eval.errors import UserError
 from ultrabench_eval.registry import MODELS, register_model
-from ultrabench_eval.weights import (
-    file_sha256,
-    read_checkpoint,
-    select_state_dict,
-    state_dict_sha256,
-    strict_load,
-    strip_prefixes,
-)
+from ultrabench_eval.weights import select_state_dict, state_dict_sha256, strip_prefixes
 
 TIMM_PREFIX = "timm:"
 # Wrappers that training code puts around a timm state dict.
@@ -35,11 +28,11 @@ _CHECKPOINT_KEYS = ("state_dict", "model", "model_state", "state_dict_ema", "mod
 _KEY_PREFIXES = ("module.", "_orig_mod.")
 
 
-class TimmAdapter(TorchAdapter):
+class TimmAdapter(CheckpointAdapter):
     """Any timm model with its pretrained config: input size, mean/std, interpolation.
 
-    Weights come from the Hugging Face hub through timm (`load()`), or from a local file in timm's
-    key layout (`load(path)`: .safetensors or a torch checkpoint, optionally wrapped in
+    Weights come from the Hugging Face hub through timm (`load()`), or from a local file in
+    timm's key layout (`load(path)`: .safetensors or a torch checkpoint, optionally wrapped in
     `state_dict`/`model` and prefixed with `module.`). Poolings: ViTs give `cls` and `mean` (mean
     of patch tokens), the default being the model's own `global_pool`; other models give `avg`,
     the model's own pooled pre-logits.
@@ -57,14 +50,13 @@ class TimmAdapter(TorchAdapter):
             )
 
     # --- metadata, from the pretrained config (no weights needed) ---------------------------
-    @cached_property
-    def _cfg(self) -> dict[str, Any]:
-        model = self._build(pretrained=False, meta=True)
-        return dict(model.pretrained_cfg)
+    def model_kwargs(self) -> dict[str, Any]:
+        """Arguments for timm.create_model beyond the name (depth for reduced variants)."""
+        return {"depth": self.depth} if self.depth else {}
 
-    @cached_property
-    def _meta_model(self) -> torch.nn.Module:
-        return self._build(pretrained=False, meta=True)
+    @property
+    def _cfg(self) -> dict[str, Any]:
+        return dict(self.meta_model().pretrained_cfg)
 
     @property
     def info(self) -> ModelInfo:
@@ -78,7 +70,7 @@ class TimmAdapter(TorchAdapter):
             license=str(cfg.get("license") or "see the model card"),
             citation=str(cfg.get("paper_ids") or cfg.get("paper_name") or ""),
             family="timm",
-            params=count_parameters(self._meta_model),
+            params=count_parameters(self.meta_model()),
         )
 
     @property
@@ -98,7 +90,7 @@ class TimmAdapter(TorchAdapter):
 
     @property
     def poolings(self) -> tuple[str, ...]:  # type: ignore[override]
-        model = self.model if self.model is not None else self._meta_model
+        model = self.model if self.model is not None else self.meta_model()
         prefix = getattr(model, "num_prefix_tokens", None)
         if prefix is None:
             return ("avg",)
@@ -107,41 +99,35 @@ class TimmAdapter(TorchAdapter):
         own = getattr(model, "global_pool", "token")
         return ("cls", "mean") if own == "token" else ("mean", "cls")
 
-    # --- loading ------------------------------------------------------------------------------
-    def _build(self, pretrained: bool, meta: bool = False) -> torch.nn.Module:
-        if meta:
-            with torch.device("meta"):
-                return timm.create_model(self.model_name, pretrained=False)
-        return timm.create_model(self.model_name, pretrained=pretrained)
+    @property
+    def embed_dims(self) -> dict[str, int]:
+        width = int(self.meta_model().num_features)
+        return {pooling: width for pooling in self.poolings}
 
-    def load(self, weights: str | None = None) -> TimmAdapter:
-        if weights is not None:
-            model = self._build(pretrained=False)
-            checkpoint = read_checkpoint(weights)
-            state = strip_prefixes(
-                select_state_dict(checkpoint, _CHECKPOINT_KEYS, str(weights)), _KEY_PREFIXES
-            )
-            strict_load(model, state, f"weights file {weights}")
-            weights_id = f"file:sha256={file_sha256(weights)}"
-        else:
-            try:
-                model = self._build(pretrained=True)
-            except Exception as exc:  # hub errors come in many types
-                raise UserError(
-                    f"cannot fetch pretrained weights for timm model '{self.model_name}': "
-                    f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
-                    "(check hub access, or pass a local file with --weights)"
-                ) from None
-            weights_id = (
-                f"timm-pretrained:{self.model_name}:sha256={state_dict_sha256(model.state_dict())}"
-            )
-        self._finish(model, weights_id)
-        return self
+    # --- loading ------------------------------------------------------------------------------
+    def build_model(self) -> torch.nn.Module:
+        return timm.create_model(self.model_name, pretrained=False, **self.model_kwargs())
+
+    def convert_checkpoint(self, checkpoint: Mapping[str, Any], source: str) -> dict:
+        state = select_state_dict(checkpoint, _CHECKPOINT_KEYS, source)
+        return strip_prefixes(state, _KEY_PREFIXES)
+
+    def load_pretrained(self) -> tuple[torch.nn.Module, str]:
+        try:
+            model = timm.create_model(self.model_name, pretrained=True, **self.model_kwargs())
+        except Exception as exc:  # hub errors come in many types
+            first_line = str(exc).splitlines()[0] if str(exc) else ""
+            raise UserError(
+                f"cannot fetch pretrained weights for timm model '{self.model_name}': "
+                f"{type(exc).__name__}: {first_line} "
+                "(check hub access, or pass a local file with --weights)"
+            ) from None
+        state_hash = state_dict_sha256(model.state_dict())
+        return model, f"timm-pretrained:{self.model_name}:sha256={state_hash}"
 
     def _finish(self, model: torch.nn.Module, weights_id: str) -> None:
-        model.reset_classifier(0)
-        self._set_model(model)
-        self._weights_id = weights_id
+        model.reset_classifier(0)  # features only: the head is never used
+        super()._finish(model, weights_id)
 
     # --- inference ----------------------------------------------------------------------------
     def forward_features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -174,7 +160,7 @@ class RandomViTSmall(TimmAdapter):
             license="Apache-2.0 (timm)",
             citation="Dosovitskiy et al., An Image is Worth 16x16 Words, ICLR 2021",
             family="baseline",
-            params=count_parameters(self._meta_model),
+            params=count_parameters(self.meta_model()),
         )
 
     def load(self, weights: str | None = None) -> RandomViTSmall:
@@ -183,7 +169,7 @@ class RandomViTSmall(TimmAdapter):
         # Seed a private RNG stream: the global one stays as the caller left it.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
-            model = self._build(pretrained=False)
+            model = self.build_model()
         state_hash = state_dict_sha256(model.state_dict())
         self._finish(model, f"random-init:{self.model_name}:seed={self.seed}:sha256={state_hash}")
         return self

@@ -7,14 +7,19 @@ resizes and normalises it per its `InputSpec`, runs the frozen encoder and retur
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from ultrabench_eval.layouts import CheckpointLayout
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -86,6 +91,15 @@ class Adapter(ABC):
     @property
     def default_pooling(self) -> str:
         return self.poolings[0]
+
+    @property
+    def embed_dims(self) -> dict[str, int]:
+        """The documented feature width D of every pooling."""
+        raise NotImplementedError(f"{type(self).__name__} does not document its embed_dims")
+
+    def checkpoint_layouts(self) -> list[CheckpointLayout]:
+        """Official checkpoint layouts this adapter loads (none for weight-free models)."""
+        return []
 
     # --- loading --------------------------------------------------------------------------
     @abstractmethod
@@ -186,3 +200,83 @@ def token_poolings(tokens: torch.Tensor, num_prefix_tokens: int) -> dict[str, to
     if num_prefix_tokens > 0:
         out["cls"] = tokens[:, 0]
     return out
+
+
+class CheckpointAdapter(TorchAdapter):
+    """An encoder loaded from a checkpoint in one of its accepted official `layouts` (see
+    `ultrabench_eval.layouts`), or fetched from where its weights are published.
+
+    Subclasses implement `build_model` (the architecture, `self.depth` blocks when set),
+    `convert_checkpoint` (the official keys mapped explicitly onto the model's), `embed_dims`,
+    and `load_pretrained` where the weights can be downloaded.
+    """
+
+    layouts: tuple[str, ...] = ()  # names of manifests in model_zoo/layouts
+    depth: int | None = None  # fewer blocks than published: the reduced variants tests run
+
+    def checkpoint_layouts(self) -> list[CheckpointLayout]:
+        from ultrabench_eval.layouts import CheckpointLayout
+
+        layouts = [CheckpointLayout.load(name) for name in self.layouts]
+        return [layout.reduced(self.depth) for layout in layouts] if self.depth else layouts
+
+    def reduced(self, depth: int) -> CheckpointAdapter:
+        """The same adapter with `depth` blocks per repeated group, for fast tests."""
+        clone = copy.copy(self)
+        clone.__dict__ = {k: v for k, v in self.__dict__.items() if not k.startswith("_memo_")}
+        clone.depth = depth
+        clone.model = None
+        clone._weights_id = None
+        return clone
+
+    def memo(self, name: str, compute: Any) -> Any:
+        """A per-instance cached value (dropped by `reduced`)."""
+        key = f"_memo_{name}"
+        if key not in self.__dict__:
+            self.__dict__[key] = compute()
+        return self.__dict__[key]
+
+    @abstractmethod
+    def build_model(self) -> torch.nn.Module:
+        """The architecture with random weights, on the current default device."""
+
+    @abstractmethod
+    def convert_checkpoint(self, checkpoint: Mapping[str, Any], source: str) -> dict:
+        """A checkpoint in an accepted layout -> the state dict of `build_model()`.
+
+        Raises UserError when the file follows none of the accepted layouts.
+        """
+
+    def load_pretrained(self) -> tuple[torch.nn.Module, str]:
+        """(model, weights id) from where the weights are published."""
+        from ultrabench_eval.errors import UserError
+
+        raise UserError(
+            f"the weights of '{self.name}' cannot be downloaded here ({self.info.weights_source}); "
+            "pass the checkpoint file with --weights"
+        )
+
+    def meta_model(self) -> torch.nn.Module:
+        """The architecture on the meta device: shapes and parameter count, no memory."""
+        return self.memo("meta_model", self._build_meta)
+
+    def _build_meta(self) -> torch.nn.Module:
+        with torch.device("meta"):
+            return self.build_model()
+
+    def load(self, weights: str | None = None) -> CheckpointAdapter:
+        from ultrabench_eval.weights import file_sha256, read_checkpoint, strict_load
+
+        if weights is None:
+            model, weights_id = self.load_pretrained()
+        else:
+            state = self.convert_checkpoint(read_checkpoint(weights), str(weights))
+            model = self.build_model()
+            strict_load(model, state, f"weights file {weights}")
+            weights_id = f"file:sha256={file_sha256(weights)}"
+        self._finish(model, weights_id)
+        return self
+
+    def _finish(self, model: torch.nn.Module, weights_id: str) -> None:
+        self._set_model(model)
+        self._weights_id = weights_id

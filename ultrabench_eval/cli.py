@@ -55,6 +55,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("models", help="list the registered models and their metadata")
     p.add_argument("--format", choices=["table", "json"], default="table")
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="load each model from a random checkpoint in its official key layout",
+    )
+    p.add_argument("--models", type=_csv, help="with --check: only these models")
+    p.add_argument(
+        "--reduced",
+        type=int,
+        metavar="DEPTH",
+        help="with --check: build models and files with DEPTH blocks (fast), not full size",
+    )
 
     p = sub.add_parser("tasks", help="list the task cards")
     p.add_argument("--format", choices=["table", "json"], default="table")
@@ -154,6 +166,8 @@ def _cmd_models(args: argparse.Namespace) -> int:
     from ultrabench_eval.bench import make_adapter
     from ultrabench_eval.registry import MODELS
 
+    if args.check:
+        return _check_models([make_adapter(n) for n in (args.models or MODELS.names())], args)
     rows = []
     for name in MODELS.names():
         adapter = make_adapter(name)
@@ -192,6 +206,29 @@ def _cmd_models(args: argparse.Namespace) -> int:
     ]
     _print_table(rows, columns)
     return 0
+
+
+def _check_models(adapters: list[Any], args: argparse.Namespace) -> int:
+    from ultrabench_eval.model_check import check_models
+
+    rows = []
+    for row in check_models(adapters, depth=args.reduced):
+        status = "pass" if row.ok else "FAIL"
+        _info(f"{status} {row.model} {row.layout} ({row.seconds:.1f} s): {row.message}")
+        rows.append(
+            {
+                "model": row.model,
+                "layout": row.layout,
+                "file": row.file_name,
+                "result": status,
+                "seconds": f"{row.seconds:.1f}",
+                "detail": row.message,
+            }
+        )
+    _print_table(rows, ["model", "layout", "file", "result", "seconds", "detail"])
+    failed = sum(r["result"] == "FAIL" for r in rows)
+    print(f"{len(rows) - failed} passed, {failed} failed")
+    return 1 if failed else 0
 
 
 def _spec_text(adapter: Any) -> str:

@@ -3,8 +3,10 @@ is an error, not a warning."""
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import os
+import pathlib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -13,6 +15,9 @@ import torch
 from ultrabench_eval.errors import UserError
 
 _HASH_CHUNK = 1 << 22
+# Training scripts save their arguments beside the weights (MAE: `args`); these plain
+# containers are safe to unpickle, unlike arbitrary classes.
+torch.serialization.add_safe_globals([argparse.Namespace, pathlib.PosixPath, pathlib.WindowsPath])
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -85,9 +90,10 @@ def strip_prefixes(state: Mapping[str, torch.Tensor], prefixes: Iterable[str]) -
     return out
 
 
-def strict_load(module: torch.nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
-    """Load `state` into `module`; any missing, unexpected or mis-shaped key is a UserError."""
-    expected = module.state_dict()
+def state_mismatches(
+    expected: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor]
+) -> list[str]:
+    """What keeps `state` from loading strictly into a module with state dict `expected`."""
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     mis_shaped = sorted(
@@ -104,6 +110,12 @@ def strict_load(module: torch.nn.Module, state: Mapping[str, torch.Tensor], sour
             f"{len(mis_shaped)} keys with other shapes (e.g. {k}: checkpoint "
             f"{tuple(state[k].shape)} vs model {tuple(expected[k].shape)})"
         )
+    return problems
+
+
+def strict_load(module: torch.nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
+    """Load `state` into `module`; any missing, unexpected or mis-shaped key is a UserError."""
+    problems = state_mismatches(module.state_dict(), state)
     if problems:
         raise UserError(
             f"{source} does not fit the model: {'; '.join(problems)} "

@@ -1,0 +1,39 @@
+"""The adapter contract, on every registered model (ultrabench_eval.testing)."""
+
+import pytest
+
+from ultrabench_eval.bench import make_adapter
+from ultrabench_eval.registry import MODELS
+from ultrabench_eval.testing import (
+    check_embeddings,
+    check_full_size_layouts,
+    check_input_spec,
+    check_metadata,
+    check_rejects_broken_checkpoints,
+    runnable_variants,
+)
+
+NAMES = MODELS.names()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_metadata_and_input_spec(name):
+    adapter = make_adapter(name)
+    check_metadata(adapter)
+    check_input_spec(adapter)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_full_size_layouts_fit_the_model(name):
+    check_full_size_layouts(make_adapter(name))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_loads_and_embeds(name, tmp_path):
+    for adapter in runnable_variants(make_adapter(name), tmp_path, depth=2):
+        check_embeddings(adapter)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_broken_checkpoints_are_errors(name, tmp_path):
+    check_rejects_broken_checkpoints(make_adapter(name), tmp_path, depth=2)
