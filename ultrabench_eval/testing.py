@@ -111,9 +111,8 @@ def check_embeddings(adapter: Adapter) -> None:
     assert set(out) == set(adapter.poolings), f"{adapter.name}: poolings {sorted(out)}"
     for pooling, features in out.items():
         want = (BATCH, adapter.embed_dims[pooling])
-        assert tuple(features.shape) == want, (
-            f"{adapter.name}/{pooling}: {features.shape} vs {want}"
-        )
+        got = tuple(features.shape)
+        assert got == want, f"{adapter.name}/{pooling}: shape {got}, documented {want}"
         assert features.dtype == torch.float32, f"{adapter.name}/{pooling}: {features.dtype}"
         assert not features.requires_grad, f"{adapter.name}/{pooling}: output requires grad"
         assert torch.isfinite(features).all(), f"{adapter.name}/{pooling}: non-finite features"
