@@ -11,7 +11,7 @@ TASKS ?=
 DATA ?=
 BENCH_ARGS ?=
 
-.PHONY: bench test lint format venv clean
+.PHONY: bench test perf lint format venv clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
+
+# Speed figures (JSON under results/perf/): extraction against the model's own forward speed.
+perf: $(STAMP)
+	$(BIN)/python -m ultrabench_eval.perf --out results/perf
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -166,10 +166,4 @@ class RandomViTSmall(TimmAdapter):
     def load(self, weights: str | None = None) -> RandomViTSmall:
         if weights is not None:
             raise UserError("random-vit-s has no weights to load; use timm:<model> --weights FILE")
-        # Seed a private RNG stream: the global one stays as the caller left it.
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed)
-            model = self.build_model()
-        state_hash = state_dict_sha256(model.state_dict())
-        self._finish(model, f"random-init:{self.model_name}:seed={self.seed}:sha256={state_hash}")
-        return self
+        return self.load_random(self.seed)

@@ -55,3 +55,26 @@ def test_token_poolings():
 def test_model_info_defaults():
     info = ModelInfo("a", "b", "c", "d", "e")
     assert info.params is None and info.extra == {}
+
+
+def test_channels_last_keeps_the_features():
+    from model_zoo.timm_models import TimmAdapter
+
+    adapter = TimmAdapter("timm:test_convnext").load_random(0)
+    images = torch.randint(0, 256, (2, 1, 40, 40), dtype=torch.uint8)
+    before = adapter.embed(images)["avg"]
+    adapter.optimise(channels_last=True)
+    assert adapter.preprocess(images).is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(adapter.embed(images)["avg"], before, rtol=1e-4, atol=1e-5)
+
+
+def test_load_random_is_fixed_and_leaves_the_global_rng_alone():
+    from model_zoo.timm_models import TimmAdapter
+
+    torch.manual_seed(3)
+    state = torch.random.get_rng_state()
+    a = TimmAdapter("timm:test_vit").load_random(1)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    b = TimmAdapter("timm:test_vit").load_random(1)
+    c = TimmAdapter("timm:test_vit").load_random(2)
+    assert a.weights_id() == b.weights_id() != c.weights_id()

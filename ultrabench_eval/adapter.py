@@ -137,9 +137,11 @@ class Adapter(ABC):
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
     # --- inference ------------------------------------------------------------------------
+    memory_format: torch.memory_format = torch.contiguous_format
+
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 [B, 1, H, W] -> float32 [B, C, h, w], resized and normalised per `input_spec`."""
-        return preprocess(images, self.input_spec)
+        return preprocess(images, self.input_spec).contiguous(memory_format=self.memory_format)
 
     @abstractmethod
     def forward_features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -185,6 +187,19 @@ class TorchAdapter(Adapter):
         super().to(device)
         if self.model is not None:
             self.model.to(self.device)
+        return self
+
+    def optimise(self, compile: bool = False, channels_last: bool = False) -> TorchAdapter:
+        """Speed-ups that keep the features: channels-last memory (convolutions) and
+        `torch.compile` of the forward pass. Call after `load`."""
+        if self.model is None:
+            raise RuntimeError(f"model '{self.name}' is not loaded: call load() first")
+        if channels_last:
+            self.model.to(memory_format=torch.channels_last)
+            self.memory_format = torch.channels_last
+        if compile:
+            # an instance attribute shadows the method: embed then runs the compiled graph
+            self.forward_features = torch.compile(self.forward_features)  # type: ignore[method-assign]
         return self
 
     def _set_model(self, model: torch.nn.Module) -> None:
@@ -255,6 +270,19 @@ class CheckpointAdapter(TorchAdapter):
             f"the weights of '{self.name}' cannot be downloaded here ({self.info.weights_source}); "
             "pass the checkpoint file with --weights"
         )
+
+    def load_random(self, seed: int = 0) -> CheckpointAdapter:
+        """The architecture with its own fixed-seed random initialisation instead of weights:
+        a floor for benchmarks, and a model for speed measurements. The global random state is
+        left as it was."""
+        from ultrabench_eval.weights import state_dict_sha256
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = self.build_model()
+        state_hash = state_dict_sha256(model.state_dict())
+        self._finish(model, f"random-init:{type(self).__name__}:seed={seed}:sha256={state_hash}")
+        return self
 
     def meta_model(self) -> torch.nn.Module:
         """The architecture on the meta device: shapes and parameter count, no memory."""

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 import ultrabench_eval
 from ultrabench_eval import fewshot, results
@@ -43,7 +44,7 @@ class BenchConfig:
     probe_options: dict[str, Any] = field(default_factory=dict)
     seeds: int = DEFAULT_SEEDS
     fractions: tuple[float, ...] = DEFAULT_FRACTIONS
-    image_size: int = 224
+    image_size: int | None = None  # store side in pixels; None: the model's input size
     batch_size: int = 64
     device: str = "auto"
     workers: int = 0
@@ -66,15 +67,20 @@ def default_synth_tasks() -> list[str]:
     return [name for name in TASKS.names() if TASKS.get(name).generator == "synth"]
 
 
-def run(config: BenchConfig, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    """Run every model on every task; write and return the result records."""
+def check(config: BenchConfig) -> tuple[list[Adapter], list[str], list[Dataset], torch.device]:
+    """Everything a user can get wrong, checked before any work: the adapters (not loaded),
+    their poolings, the validated datasets and the device."""
     _validate(config)
     cards = [TASKS.get(name) for name in config.tasks]
-    # Everything a user can get wrong is checked before the first model runs.
     adapters = [make_adapter(name) for name in config.models]
     poolings = [_pooling(adapter, config.pooling) for adapter in adapters]
     datasets = [open_dataset(card, config.data_root) for card in cards]
-    device = resolve_device(config.device)
+    return adapters, poolings, datasets, resolve_device(config.device)
+
+
+def run(config: BenchConfig, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """Run every model on every task; write and return the result records."""
+    adapters, poolings, datasets, device = check(config)
     written = []
     for adapter, pooling in zip(adapters, poolings, strict=True):
         started = time.perf_counter()
@@ -107,7 +113,7 @@ def _validate(config: BenchConfig) -> None:
         raise UserError(f"--seeds must be at least 1, got {config.seeds}")
     if config.batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {config.batch_size}")
-    if config.image_size < 8:
+    if config.image_size is not None and config.image_size < 8:
         raise UserError(f"--image-size must be at least 8 pixels, got {config.image_size}")
     for fraction in config.fractions:
         if not 0.0 < fraction <= 1.0:
@@ -132,14 +138,16 @@ def _run_task(
     """(record, reused) per fraction. A record whose inputs are unchanged is reused unless
     `config.overwrite`: an interrupted or repeated run redoes only what is missing."""
     card = dataset.card
+    size, interpolation = store_resize(adapter, config.image_size)
     timings: dict[str, Any] = {"load_s": round(load_s, 3), "store_s": 0.0, "features_s": {}}
     started = time.perf_counter()
     stores = {
         name: open_store(
             split,
             card.dataset,
-            config.image_size,
+            size,
             config.cache_root,
+            interpolation=interpolation,
             workers=config.workers,
             progress=config.progress,
         )
@@ -184,12 +192,22 @@ def _run_task(
             config,
             fraction,
             per_seed,
-            {**timings, "probe_s": probe_s},
+            {**timings, "probe_s": probe_s, "image_store": [size, interpolation]},
             digests[fraction],
         )
         for fraction, per_seed in zip(todo, per_fraction, strict=True)
     }
     return [(reused[f], True) if f in reused else (fresh[f], False) for f in config.fractions]
+
+
+def store_resize(adapter: Adapter, image_size: int | None) -> tuple[int, str]:
+    """The image store's side and filter for a model: by default its own input size and
+    interpolation, so the one resize from the original image is the model's, as a PIL loop
+    would do it; with a fixed size, bicubic, and the model resizes on the device."""
+    if image_size is not None:
+        return image_size, "bicubic"
+    spec = adapter.input_spec
+    return max(spec.size), spec.interpolation
 
 
 def _inputs_digest(
@@ -292,7 +310,7 @@ def _record(adapter, card, dataset, pooling, config, fraction, per_seed, timings
             "fraction": fraction,
             "view": "clean",
             "seeds": [seed for seed, _, _ in per_seed],
-            "image_size": config.image_size,
+            "image_store": timings.pop("image_store"),
         },
         "scores": {
             "metric": "macro_f1",

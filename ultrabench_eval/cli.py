@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict
-from typing import Any, NoReturn
+from typing import NoReturn
 
-from ultrabench_eval import config
+from ultrabench_eval import commands, config
 from ultrabench_eval.errors import UserError
 
 
@@ -39,42 +37,8 @@ def _fractions(text: str) -> tuple[float, ...]:
     return values
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="ubench", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
-    p = sub.add_parser("synth", help="write the generated ultrasound suite")
-    p.add_argument(
-        "--out", help=f"dataset root to write into (default: ${config.DATA_ENV} or ./data)"
-    )
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--tasks", type=_csv, help="generated tasks to write (default: all)")
-    p.add_argument("--num-images", type=int, help="images per task (default: the suite's size)")
-    p.add_argument("--image-size", type=int, default=128, help="image side in pixels")
-    p.add_argument("--workers", type=int, default=1, help="generator processes")
-
-    p = sub.add_parser("models", help="list the registered models and their metadata")
-    p.add_argument("--format", choices=["table", "json"], default="table")
-    p.add_argument(
-        "--check",
-        action="store_true",
-        help="load each model from a random checkpoint in its official key layout",
-    )
-    p.add_argument("--models", type=_csv, help="with --check: only these models")
-    p.add_argument(
-        "--reduced",
-        type=int,
-        metavar="DEPTH",
-        help="with --check: build models and files with DEPTH blocks (fast), not full size",
-    )
-
-    p = sub.add_parser("tasks", help="list the task cards")
-    p.add_argument("--format", choices=["table", "json"], default="table")
-
-    sub.add_parser("probes", help="list the registered probes")
-    sub.add_parser("corruptions", help="list the registered corruptions")
-
-    p = sub.add_parser("bench", help="benchmark models on tasks and print the leaderboard")
+def _add_bench_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags of `bench`, shared by `sweep`."""
     p.add_argument(
         "--model",
         type=_csv,
@@ -113,7 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=(1.0, 0.1),
         help="training-label fractions, e.g. 1,0.1 or 100,10 (default 1,0.1)",
     )
-    p.add_argument("--image-size", type=int, default=224, help="image store side in pixels")
+    p.add_argument(
+        "--image-size",
+        type=int,
+        help="image store side in pixels (default: each model's input size, resized once)",
+    )
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--workers", type=int, default=0, help="decoding processes (0: automatic)")
@@ -123,6 +91,96 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="refit and rewrite records even when their inputs are unchanged",
     )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="ubench", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("synth", help="write the generated ultrasound suite")
+    p.add_argument(
+        "--out", help=f"dataset root to write into (default: ${config.DATA_ENV} or ./data)"
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tasks", type=_csv, help="generated tasks to write (default: all)")
+    p.add_argument("--num-images", type=int, help="images per task (default: the suite's size)")
+    p.add_argument("--image-size", type=int, default=128, help="image side in pixels")
+    p.add_argument("--workers", type=int, default=1, help="generator processes")
+
+    p = sub.add_parser("models", help="list the registered models and their metadata")
+    p.add_argument("--format", choices=["table", "json"], default="table")
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="load each model from a random checkpoint in its official key layout",
+    )
+    p.add_argument("--models", type=_csv, help="with --check: only these models")
+    p.add_argument(
+        "--reduced",
+        type=int,
+        metavar="DEPTH",
+        help="with --check: build models and files with DEPTH blocks (fast), not full size",
+    )
+
+    p = sub.add_parser("tasks", help="list the task cards")
+    p.add_argument("--format", choices=["table", "json"], default="table")
+
+    sub.add_parser("probes", help="list the registered probes")
+    sub.add_parser("corruptions", help="list the registered corruptions")
+
+    p = sub.add_parser("bench", help="benchmark models on tasks and print the leaderboard")
+    _add_bench_arguments(p)
+
+    p = sub.add_parser(
+        "sweep", help="the bench with one cluster job per model (submitit: Slurm or local)"
+    )
+    _add_bench_arguments(p)
+    p.add_argument("--executor", choices=["slurm", "local"], default="slurm")
+    p.add_argument("--log-dir", default="results/sweeps", help="submitit logs and job files")
+    p.add_argument("--partition", help="Slurm partition")
+    p.add_argument("--account", help="Slurm account")
+    p.add_argument("--gpus-per-node", type=int, default=1)
+    p.add_argument("--cpus-per-task", type=int, default=8)
+    p.add_argument("--mem-gb", type=int, default=64)
+    p.add_argument("--timeout-min", type=int, default=240)
+    p.add_argument("--no-wait", action="store_true", help="submit and return")
+
+    p = sub.add_parser(
+        "extract",
+        help="compute features into the cache (runs under torchrun to use several processes)",
+    )
+    p.add_argument("--model", type=_csv, required=True, help="model name(s), comma-separated")
+    p.add_argument("--tasks", type=_csv, required=True, help="task name(s), comma-separated")
+    p.add_argument("--data", help=f"dataset root (default: ${config.DATA_ENV} or ./data)")
+    p.add_argument("--cache", help=f"cache root (default: ${config.CACHE_ENV})")
+    p.add_argument("--weights", help="local weights file for the (single) model")
+    p.add_argument("--splits", type=_csv, default=["train", "validation", "test"])
+    p.add_argument(
+        "--views",
+        type=_csv,
+        default=["clean"],
+        help="clean and/or <corruption>:<severity> (see `ubench corruptions`)",
+    )
+    p.add_argument("--image-size", type=int, help="image store side (default: the model's)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--workers", type=int, default=0, help="decoding processes (0: automatic)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the forward pass")
+    p.add_argument("--channels-last", action="store_true", help="channels-last memory format")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    p = sub.add_parser("cache", help="list or remove cached features and image stores")
+    cache_sub = p.add_subparsers(dest="cache_command", required=True, parser_class=_Parser)
+    q = cache_sub.add_parser("ls", help="list the cache")
+    q.add_argument("--cache", help=f"cache root (default: ${config.CACHE_ENV})")
+    q = cache_sub.add_parser("rm", help="remove cache entries")
+    q.add_argument("--cache", help=f"cache root (default: ${config.CACHE_ENV})")
+    q.add_argument("--model", type=_csv, help="features of these models")
+    q.add_argument("--task", type=_csv, help="features of these tasks")
+    q.add_argument("--dataset", type=_csv, help="image stores of these dataset folders")
+    q.add_argument("--images", action="store_true", help="image stores (all, or --dataset)")
+    q.add_argument("--all", action="store_true", help="everything")
+    q.add_argument("--dry-run", action="store_true", help="list what would go, remove nothing")
 
     p = sub.add_parser("leaderboard", help="print the leaderboard of a results folder")
     p.add_argument(
@@ -145,227 +203,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _cmd_synth(args: argparse.Namespace) -> int:
-    from ultrabench_eval.synth import write_suite
-
-    out = config.data_root(args.out)
-    paths = write_suite(
-        out,
-        seed=args.seed,
-        num_images=args.num_images,
-        image_size=args.image_size,
-        tasks=args.tasks,
-        workers=args.workers,
-    )
-    for path in paths:
-        print(path)
-    return 0
-
-
-def _cmd_models(args: argparse.Namespace) -> int:
-    from ultrabench_eval.bench import make_adapter
-    from ultrabench_eval.registry import MODELS
-
-    if args.check:
-        return _check_models([make_adapter(n) for n in (args.models or MODELS.names())], args)
-    rows = []
-    for name in MODELS.names():
-        adapter = make_adapter(name)
-        info = asdict(adapter.info)
-        rows.append(
-            {"name": name, **info, "input": _spec_text(adapter), "poolings": list(adapter.poolings)}
-        )
-    for prefix in MODELS.prefixes():
-        rows.append(
-            {
-                "name": f"{prefix}<model_name>",
-                "family": prefix.rstrip(":"),
-                "architecture": "any timm model, with its pretrained config",
-                "params": None,
-                "pretraining_data": "per model",
-                "weights_source": "hf-hub via timm, or --weights FILE",
-                "license": "per model",
-                "citation": "",
-                "input": "per model",
-                "poolings": ["cls", "mean", "avg"],
-            }
-        )
-    if args.format == "json":
-        print(json.dumps(rows, indent=2))
-        return 0
-    columns = [
-        "name",
-        "family",
-        "architecture",
-        "params",
-        "pretraining_data",
-        "weights_source",
-        "license",
-        "input",
-        "poolings",
-    ]
-    _print_table(rows, columns)
-    return 0
-
-
-def _check_models(adapters: list[Any], args: argparse.Namespace) -> int:
-    from ultrabench_eval.model_check import check_models
-
-    rows = []
-    for row in check_models(adapters, depth=args.reduced):
-        status = "pass" if row.ok else "FAIL"
-        _info(f"{status} {row.model} {row.layout} ({row.seconds:.1f} s): {row.message}")
-        rows.append(
-            {
-                "model": row.model,
-                "layout": row.layout,
-                "file": row.file_name,
-                "result": status,
-                "seconds": f"{row.seconds:.1f}",
-                "detail": row.message,
-            }
-        )
-    _print_table(rows, ["model", "layout", "file", "result", "seconds", "detail"])
-    failed = sum(r["result"] == "FAIL" for r in rows)
-    print(f"{len(rows) - failed} passed, {failed} failed")
-    return 1 if failed else 0
-
-
-def _spec_text(adapter: Any) -> str:
-    spec = adapter.input_spec
-    return f"{spec.size[0]}x{spec.size[1]}x{spec.channels} {spec.interpolation}"
-
-
-def _cmd_tasks(args: argparse.Namespace) -> int:
-    from ultrabench_eval.registry import TASKS
-
-    rows = []
-    for _, card in TASKS.items():
-        data = {k: v for k, v in asdict(card).items() if k != "path"}
-        data["classes"] = list(card.classes)
-        rows.append(data)
-    if args.format == "json":
-        print(json.dumps(rows, indent=2))
-        return 0
-    for row in rows:
-        sizes = row["split_sizes"]
-        row["splits (train/val/test)"] = (
-            "/".join(str(sizes.get(s, "?")) for s in ("train", "validation", "test"))
-            if sizes
-            else ""
-        )
-        row["classes"] = f"{len(row['classes'])}: {', '.join(row['classes'])}"
-    _print_table(
-        rows,
-        ["name", "dataset", "classes", "splits (train/val/test)", "organ", "source", "license"],
-    )
-    return 0
-
-
-def _cmd_probes(args: argparse.Namespace) -> int:
-    from ultrabench_eval.registry import PROBES
-
-    _print_table(
-        [
-            {"name": n, "description": (getattr(p, "__doc__", "") or "").strip().splitlines()[0]}
-            for n, p in PROBES.items()
-        ],
-        ["name", "description"],
-    )
-    return 0
-
-
-def _cmd_corruptions(args: argparse.Namespace) -> int:
-    from ultrabench_eval.registry import CORRUPTIONS
-
-    _print_table(
-        [
-            {"name": n, "severities": f"1-{c.max_severity}", "description": c.description}
-            for n, c in CORRUPTIONS.items()
-        ],
-        ["name", "severities", "description"],
-    )
-    return 0
-
-
-def _cmd_bench(args: argparse.Namespace) -> int:
-    from ultrabench_eval import bench, leaderboard
-
-    data_root = config.data_root(args.data)
-    tasks = args.tasks or bench.default_synth_tasks()
-    probe_options: dict[str, Any] = {}
-    if args.probe_backend:
-        probe_options["backend"] = args.probe_backend
-    if args.class_weight:
-        probe_options["class_weight"] = args.class_weight
-    cfg = bench.BenchConfig(
-        models=args.model or list(bench.WEIGHT_FREE_MODELS),
-        tasks=tasks,
-        data_root=data_root,
-        cache_root=config.cache_root(args.cache),
-        results_root=config.results_root(args.results),
-        weights=args.weights,
-        pooling=args.pooling,
-        probe=args.probe,
-        probe_options=probe_options,
-        seeds=args.seeds,
-        fractions=args.fractions,
-        image_size=args.image_size,
-        batch_size=args.batch_size,
-        device=args.device,
-        workers=args.workers,
-        progress=not args.no_progress,
-        overwrite=args.overwrite,
-    )
-    bench.generate_missing_synth(cfg.tasks, data_root, log=_info)
-    records = bench.run(cfg, log=_info)
-    table = leaderboard.render_markdown(records)
-    from ultrabench_eval import atomic
-
-    atomic.write_text(cfg.results_root / "leaderboard.md", table)
-    print(table, end="")
-    return 0
-
-
-def _cmd_leaderboard(args: argparse.Namespace) -> int:
-    from ultrabench_eval import leaderboard, results
-
-    print(
-        leaderboard.render_markdown(results.read_records(config.results_root(args.results))), end=""
-    )
-    return 0
-
-
-def _info(message: str) -> None:
-    sys.stderr.write(message + "\n")
-
-
-def _print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
-    from tabulate import tabulate
-
-    body = [[_short(row.get(c)) for c in columns] for row in rows]
-    print(tabulate(body, headers=columns, tablefmt="github", disable_numparse=True))
-
-
-def _short(value: Any, limit: int = 60) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return f"{value / 1e6:.1f}M" if value >= 100_000 else str(value)
-    if isinstance(value, (list, tuple)):
-        value = ", ".join(str(v) for v in value)
-    text = str(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 _COMMANDS = {
-    "synth": _cmd_synth,
-    "models": _cmd_models,
-    "tasks": _cmd_tasks,
-    "probes": _cmd_probes,
-    "corruptions": _cmd_corruptions,
-    "bench": _cmd_bench,
-    "leaderboard": _cmd_leaderboard,
+    "synth": commands.cmd_synth,
+    "models": commands.cmd_models,
+    "tasks": commands.cmd_tasks,
+    "probes": commands.cmd_probes,
+    "corruptions": commands.cmd_corruptions,
+    "bench": commands.cmd_bench,
+    "sweep": commands.cmd_sweep,
+    "leaderboard": commands.cmd_leaderboard,
+    "extract": commands.cmd_extract,
+    "cache": commands.cmd_cache,
 }
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,9 +1,12 @@
 """The image store: each split decoded once into memory-mapped grayscale uint8 arrays.
 
-Layout under `<cache>/images/<dataset>/<split>-<size>px/`: `images.u8` [N, S, S], `masks.u8`
-[N, S, S] (scan masks, 0/1) and `meta.json`. The folder is built beside its final place and
-renamed into it, so a store is either whole or absent. It is rebuilt when the split's manifest
-(image and mask paths, file sizes and modification times) changes.
+Layout under `<cache>/images/<dataset>/<split>-<size>px-<interpolation>/`: `images.u8`
+[N, S, S], `masks.u8` [N, S, S] (scan masks, 0/1) and `meta.json`. The resize from the original
+image is done here, once, with PIL and the model's interpolation, as a hand-written PIL loop
+would do it; a model whose input size is the store's then sees exactly those pixels. The folder
+is built beside its final place and renamed into it, so a store is either whole or absent. It
+is rebuilt when the split's manifest (image and mask paths, file sizes and modification times)
+changes.
 """
 
 from __future__ import annotations
@@ -27,7 +30,14 @@ from ultrabench_eval.dataset import Record, Split
 from ultrabench_eval.errors import UserError
 from ultrabench_eval.scan_mask import derive_scan_mask
 
-STORE_VERSION = "1"
+STORE_VERSION = "2"
+# The PIL filter for each interpolation an input spec may name ("area" is PIL's box filter).
+PIL_FILTERS = {
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "area": Image.Resampling.BOX,
+}
 _CHUNK = 32
 # Below this many images, starting worker processes costs more than it saves.
 _PARALLEL_MIN_IMAGES = 256
@@ -82,7 +92,9 @@ def resize_gray(
     return np.asarray(Image.fromarray(image).resize((size, size), resample=resample))
 
 
-def decode_record(root: Path, record: Record, size: int) -> tuple[np.ndarray, np.ndarray]:
+def decode_record(
+    root: Path, record: Record, size: int, interpolation: str = "bicubic"
+) -> tuple[np.ndarray, np.ndarray]:
     """One record -> (image uint8 [S, S], scan mask uint8 0/1 [S, S])."""
     path = root / record.image
     try:
@@ -101,18 +113,19 @@ def decode_record(root: Path, record: Record, size: int) -> tuple[np.ndarray, np
             f"cannot decode image {path}: {exc} (replace or remove the file, then run again)"
         ) from None
     mask_u8 = resize_gray(mask.astype(np.uint8), size, Image.Resampling.NEAREST)
-    return resize_gray(image, size), mask_u8
+    return resize_gray(image, size, PIL_FILTERS[interpolation]), mask_u8
 
 
-def _decode_chunk(args: tuple[Path, list[Record], int]) -> tuple[np.ndarray, np.ndarray]:
-    root, records, size = args
-    pairs = [decode_record(root, r, size) for r in records]
+def _decode_chunk(args: tuple[Path, list[Record], int, str]) -> tuple[np.ndarray, np.ndarray]:
+    root, records, size, interpolation = args
+    pairs = [decode_record(root, r, size, interpolation) for r in records]
     return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
 
 
-def manifest_key(split: Split, size: int) -> str:
+def manifest_key(split: Split, size: int, interpolation: str = "bicubic") -> str:
     """Identity of what the store would hold: paths, file sizes and times, image size."""
-    digest = hashlib.sha256(f"v{STORE_VERSION}|{size}|{split.root.resolve()}".encode())
+    head = f"v{STORE_VERSION}|{size}|{interpolation}|{split.root.resolve()}"
+    digest = hashlib.sha256(head.encode())
     for record in split.records:
         for rel in (record.image, record.scan_mask):
             if rel is None:
@@ -126,8 +139,10 @@ def manifest_key(split: Split, size: int) -> str:
     return digest.hexdigest()
 
 
-def store_dir(cache_root: Path, dataset: str, split: str, size: int) -> Path:
-    return Path(cache_root) / "images" / dataset / f"{split}-{size}px"
+def store_dir(
+    cache_root: Path, dataset: str, split: str, size: int, interpolation: str = "bicubic"
+) -> Path:
+    return Path(cache_root) / "images" / dataset / f"{split}-{size}px-{interpolation}"
 
 
 def open_store(
@@ -136,19 +151,23 @@ def open_store(
     size: int,
     cache_root: Path,
     *,
+    interpolation: str = "bicubic",
     workers: int = 0,
     progress: bool = True,
 ) -> ImageStore:
     """Open the split's store, building it first when absent or stale.
 
+    `interpolation`: the resize filter (an input spec's name: nearest, bilinear, bicubic, area).
     `workers`: decoding processes (0 = choose from the CPU count and the split size).
     """
-    root = store_dir(cache_root, dataset, split.name, size)
-    key = manifest_key(split, size)
+    if interpolation not in PIL_FILTERS:
+        raise ValueError(f"interpolation must be one of {sorted(PIL_FILTERS)}")
+    root = store_dir(cache_root, dataset, split.name, size, interpolation)
+    key = manifest_key(split, size, interpolation)
     store = _try_open(root, key)
     if store is not None:
         return store
-    _build(root, split, dataset, size, key, workers, progress)
+    _build(root, split, dataset, (size, interpolation), key, workers, progress)
     store = _try_open(root, key)
     assert store is not None, "a freshly built image store must open"
     return store
@@ -172,8 +191,15 @@ def _try_open(root: Path, key: str) -> ImageStore | None:
 
 
 def _build(
-    root: Path, split: Split, dataset: str, size: int, key: str, workers: int, progress: bool
+    root: Path,
+    split: Split,
+    dataset: str,
+    resize: tuple[int, str],
+    key: str,
+    workers: int,
+    progress: bool,
 ) -> None:
+    size, interpolation = resize
     count = len(split)
     shape = (count, size, size)
     tmp = root.parent / f".{root.name}.tmp-{os.getpid()}"
@@ -183,7 +209,8 @@ def _build(
         img_map = np.memmap(tmp / "images.u8", dtype=np.uint8, mode="w+", shape=shape)
         mask_map = np.memmap(tmp / "masks.u8", dtype=np.uint8, mode="w+", shape=shape)
         chunks = [
-            (split.root, list(split.records[i : i + _CHUNK]), size) for i in range(0, count, _CHUNK)
+            (split.root, list(split.records[i : i + _CHUNK]), size, interpolation)
+            for i in range(0, count, _CHUNK)
         ]
         bar = tqdm(
             total=count,
@@ -211,6 +238,7 @@ def _build(
             "dataset": dataset,
             "split": split.name,
             "size": size,
+            "interpolation": interpolation,
             "count": count,
             "manifest_key": key,
             "content_sha256": digest.hexdigest(),

@@ -48,7 +48,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
             from safetensors.torch import load_file
 
             return dict(load_file(str(path)))
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
+        loaded = _torch_load(path)
     except Exception as exc:
         raise UserError(
             f"cannot read weights file {path}: {type(exc).__name__}: {exc} "
@@ -57,6 +57,17 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     if not isinstance(loaded, dict):
         raise UserError(f"weights file {path} holds a {type(loaded).__name__}, not a state dict")
     return loaded
+
+
+def _torch_load(path: Path):
+    """Memory-map the file where its format allows (a 10 GB training checkpoint then costs
+    only the tensors an adapter reads); older formats are read whole."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError as exc:
+        if "mmap" not in str(exc):
+            raise
+        return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def select_state_dict(checkpoint: Mapping, keys: Iterable[str], source: str) -> dict:
