@@ -74,10 +74,41 @@ def test_bench_on_a_card_from_the_environment(capsys, tmp_path, monkeypatch):
         str(tmp_path / "res"),
     )
     assert code == 0, err
-    assert "### linear:" in out and "| pixels" in out and "### linear@50%:" in out
+    # the default probe is the published protocol
+    assert "### us-jepa-2026:" in out and "| pixels" in out and "### us-jepa-2026@50%:" in out
     assert (tmp_path / "res" / "leaderboard.md").read_text() == out
     code, again, _ = _run(capsys, "leaderboard", "--results", str(tmp_path / "res"))
     assert code == 0 and again == out
+
+
+def test_fewshot_table_has_a_row_per_budget(capsys, tmp_path, monkeypatch):
+    card = make_dataset(tmp_path / "data", counts={"train": 16, "validation": 6, "test": 8})
+    _card_folder(tmp_path / "cards", card.name, card.dataset, monkeypatch)
+    common = [
+        "--model",
+        "pixels",
+        "--tasks",
+        "toy",
+        "--data",
+        str(tmp_path / "data"),
+        "--seeds",
+        "2",
+        "--no-progress",
+        "--results",
+        str(tmp_path / "res"),
+    ]
+    code, out, err = _run(capsys, "fewshot", *common, "--probe", "knn", "--shots", "1,3")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert (
+        lines[0]
+        == "### knn, pixels: test macro-F1 (x100) by training labels, mean ± std over seeds"
+    )
+    assert [line.split("|")[1].strip() for line in lines[4:6]] == ["1-shot", "3-shot"]
+    code, out, err = _run(capsys, "fewshot", *common, "--probe", "linear")
+    assert code == 0, err
+    rows = [line.split("|")[1].strip() for line in out.splitlines()[4:9]]
+    assert rows == ["1 %", "5 %", "10 %", "50 %", "100 %"]
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,7 @@
 import pytest
 
 from ultrabench_eval.errors import UserError
+from ultrabench_eval.fewshot import Budget
 from ultrabench_eval.results import SCHEMA, protocol_id, read_records, record_path, write_record
 
 
@@ -15,9 +16,12 @@ def _record(model="timm:vit", task="t1", protocol="linear", mean=50.0):
 
 
 def test_protocol_ids():
-    assert protocol_id("linear", 1.0) == "linear"
-    assert protocol_id("linear", 0.1) == "linear@10%"
-    assert protocol_id("linear", 1.0, "speckle-s3-seed0") == "linear/speckle-s3-seed0"
+    assert protocol_id("linear", Budget(fraction=1.0)) == "linear"
+    assert protocol_id("linear", Budget(fraction=0.1)) == "linear@10%"
+    assert protocol_id("knn", Budget(shots=5)) == "knn@5-shot"
+    assert (
+        protocol_id("linear", Budget(fraction=1.0), "speckle-s3-seed0") == "linear/speckle-s3-seed0"
+    )
 
 
 def test_write_then_read(tmp_path):

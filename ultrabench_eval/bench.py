@@ -15,20 +15,21 @@ import numpy as np
 import torch
 
 import ultrabench_eval
-from ultrabench_eval import fewshot, results
+from ultrabench_eval import fewshot, results, stats
 from ultrabench_eval.adapter import Adapter
 from ultrabench_eval.dataset import Dataset, open_dataset
 from ultrabench_eval.errors import UserError
 from ultrabench_eval.extract import cached_features, resolve_device, versions
+from ultrabench_eval.feature_cache import ids_hash
 from ultrabench_eval.image_store import open_store
 from ultrabench_eval.registry import MODELS, PROBES, TASKS
 from ultrabench_eval.task_card import SPLITS, TaskCard
 
 DEFAULT_SEEDS = 5
-DEFAULT_FRACTIONS = (1.0, 0.1)
+DEFAULT_PROBE = "us-jepa-2026"
 WEIGHT_FREE_MODELS = ("pixels", "hog", "random-vit-s")
 # Bump when what a record holds, or how its scores are computed, changes.
-RECORD_LOGIC_VERSION = "1"
+RECORD_LOGIC_VERSION = "2"
 
 
 @dataclass
@@ -40,16 +41,25 @@ class BenchConfig:
     results_root: Path
     weights: str | None = None
     pooling: str | None = None
-    probe: str = "linear"
+    probe: str = DEFAULT_PROBE
     probe_options: dict[str, Any] = field(default_factory=dict)
     seeds: int = DEFAULT_SEEDS
-    fractions: tuple[float, ...] = DEFAULT_FRACTIONS
+    fractions: tuple[float, ...] | None = None  # None: the few-shot sweep (or only --shots)
+    shots: tuple[int, ...] = ()  # K labels per class
     image_size: int | None = None  # store side in pixels; None: the model's input size
     batch_size: int = 64
     device: str = "auto"
     workers: int = 0
     progress: bool = True
     overwrite: bool = False  # refit even when a record with the same inputs exists
+
+    def budgets(self) -> list[fewshot.Budget]:
+        """The label budgets to probe: the fractions (by default the few-shot sweep, unless
+        only shots are asked for), then the shots."""
+        fractions = self.fractions
+        if fractions is None:
+            fractions = () if self.shots else fewshot.DEFAULT_FRACTIONS
+        return fewshot.budgets(tuple(fractions), tuple(self.shots))
 
 
 def make_adapter(name: str) -> Adapter:
@@ -115,10 +125,15 @@ def _validate(config: BenchConfig) -> None:
         raise UserError(f"--batch-size must be at least 1, got {config.batch_size}")
     if config.image_size is not None and config.image_size < 8:
         raise UserError(f"--image-size must be at least 8 pixels, got {config.image_size}")
-    for fraction in config.fractions:
-        if not 0.0 < fraction <= 1.0:
-            raise UserError(f"label fractions must be in (0, 1], got {fraction}")
-    PROBES.get(config.probe)
+    try:
+        config.budgets()
+    except ValueError as exc:
+        raise UserError(f"label budget: {exc} (see --fractions and --shots)") from None
+    probe_class = PROBES.get(config.probe)
+    try:
+        probe_class(**config.probe_options)
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"probe '{config.probe}' does not take these options: {exc}") from None
 
 
 def _pooling(adapter: Adapter, requested: str | None) -> str:
@@ -135,7 +150,7 @@ def _pooling(adapter: Adapter, requested: str | None) -> str:
 def _run_task(
     adapter: Adapter, dataset: Dataset, pooling: str, config: BenchConfig, load_s: float
 ) -> list[tuple[dict[str, Any], bool]]:
-    """(record, reused) per fraction. A record whose inputs are unchanged is reused unless
+    """(record, reused) per label budget. A record whose inputs are unchanged is reused unless
     `config.overwrite`: an interrupted or repeated run redoes only what is missing."""
     card = dataset.card
     size, interpolation = store_resize(adapter, config.image_size)
@@ -154,13 +169,12 @@ def _run_task(
         for name, split in dataset.splits.items()
     }
     timings["store_s"] = round(time.perf_counter() - started, 3)
-    digests = {
-        f: _inputs_digest(adapter, pooling, dataset, stores, config, f) for f in config.fractions
-    }
+    budgets = config.budgets()
+    digests = {b: _inputs_digest(adapter, pooling, dataset, stores, config, b) for b in budgets}
     reused = {} if config.overwrite else _reusable(config, adapter, card, digests)
-    todo = [f for f in config.fractions if f not in reused]
+    todo = [b for b in budgets if b not in reused]
     if not todo:
-        return [(reused[f], True) for f in config.fractions]
+        return [(reused[b], True) for b in budgets]
 
     cached = True
     features, labels = {}, {}
@@ -181,23 +195,23 @@ def _run_task(
 
     probe = PROBES.get(config.probe)(**config.probe_options)
     started = time.perf_counter()
-    per_fraction = _probe_all(probe, features, labels, card, todo, config.seeds)
+    per_budget = _probe_all(probe, features, labels, card, todo, config.seeds)
     probe_s = round((time.perf_counter() - started) / len(todo), 3)
     fresh = {
-        fraction: _record(
+        budget: _record(
             adapter,
             card,
             dataset,
             pooling,
             config,
-            fraction,
+            budget,
             per_seed,
             {**timings, "probe_s": probe_s, "image_store": [size, interpolation]},
-            digests[fraction],
+            digests[budget],
         )
-        for fraction, per_seed in zip(todo, per_fraction, strict=True)
+        for budget, per_seed in zip(todo, per_budget, strict=True)
     }
-    return [(reused[f], True) if f in reused else (fresh[f], False) for f in config.fractions]
+    return [(reused[b], True) if b in reused else (fresh[b], False) for b in budgets]
 
 
 def store_resize(adapter: Adapter, image_size: int | None) -> tuple[int, str]:
@@ -211,7 +225,7 @@ def store_resize(adapter: Adapter, image_size: int | None) -> tuple[int, str]:
 
 
 def _inputs_digest(
-    adapter, pooling, dataset: Dataset, stores, config: BenchConfig, fraction: float
+    adapter, pooling, dataset: Dataset, stores, config: BenchConfig, budget: fewshot.Budget
 ) -> str:
     """Everything a record's scores depend on: model, features, labels, protocol, code."""
     payload = {
@@ -224,7 +238,7 @@ def _inputs_digest(
             name: [stores[name].content_hash, _labels_hash(split.ids, split.labels)]
             for name, split in dataset.splits.items()
         },
-        "protocol": [config.probe, config.probe_options, fraction, config.seeds],
+        "protocol": [config.probe, config.probe_options, budget.label, config.seeds],
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
@@ -237,33 +251,33 @@ def _labels_hash(ids: list[str], labels: np.ndarray) -> str:
 
 def _reusable(config: BenchConfig, adapter, card, digests: dict[float, str]) -> dict:
     out = {}
-    for fraction, digest in digests.items():
+    for budget, digest in digests.items():
         path = results.record_path(
             config.results_root,
             adapter.name,
             card.name,
-            results.protocol_id(config.probe, fraction),
+            results.protocol_id(config.probe, budget),
         )
         try:
             record = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError):
             continue
         if record.get("inputs_sha256") == digest:
-            out[fraction] = record
+            out[budget] = record
     return out
 
 
-def _probe_all(probe, features, labels, card: TaskCard, fractions, seeds: int) -> list[list]:
-    """Every (fraction, seed) probe in one call, so a batched probe fits them all at once.
+def _probe_all(probe, features, labels, card: TaskCard, budgets, seeds: int) -> list[list]:
+    """Every (budget, seed) probe in one call, so a batched probe fits them all at once.
     When the fit ignores the seed, equal subsets (every seed at 100 %) are fitted once."""
-    plan = []  # (fraction index, seed, subset key)
+    plan = []  # (budget index, seed, subset key)
     subsets: dict[tuple[bytes, int | None], tuple[np.ndarray, int]] = {}
-    for f_index, fraction in enumerate(fractions):
+    for b_index, budget in enumerate(budgets):
         for seed in range(seeds):
-            idx = fewshot.subsample(labels["train"], fraction, seed, card.num_classes)
+            idx = budget.indices(labels["train"], seed, card.num_classes)
             key = (idx.tobytes(), seed if probe.uses_seed else None)
             subsets.setdefault(key, (idx, seed))
-            plan.append((f_index, seed, key))
+            plan.append((b_index, seed, key))
     keys = list(subsets)
     fitted = probe.fit_predict_subsets(
         features["train"],
@@ -277,15 +291,18 @@ def _probe_all(probe, features, labels, card: TaskCard, fractions, seeds: int) -
         seeds=[subsets[k][1] for k in keys],
     )
     by_key = dict(zip(keys, fitted, strict=True))
-    out: list[list] = [[] for _ in fractions]
-    for f_index, seed, key in plan:
-        out[f_index].append((seed, len(subsets[key][0]), by_key[key]))
+    out: list[list] = [[] for _ in budgets]
+    for b_index, seed, key in plan:
+        out[b_index].append((seed, len(subsets[key][0]), by_key[key]))
     return out
 
 
-def _record(adapter, card, dataset, pooling, config, fraction, per_seed, timings, digest) -> dict:
+def _record(adapter, card, dataset, pooling, config, budget, per_seed, timings, digest) -> dict:
     scores = np.array([r.test_macro_f1 for _, _, r in per_seed], dtype=np.float64)
     info = asdict(adapter.info)
+    test = dataset.splits["test"]
+    predictions = np.stack([r.test_pred for _, _, r in per_seed])
+    interval = stats.bootstrap_ci(test.labels, predictions, card.num_classes, seed=0)
     return {
         "schema": results.SCHEMA,
         "inputs_sha256": digest,
@@ -304,10 +321,12 @@ def _record(adapter, card, dataset, pooling, config, fraction, per_seed, timings
             "split_sizes": {name: len(split) for name, split in dataset.splits.items()},
         },
         "protocol": {
-            "id": results.protocol_id(config.probe, fraction),
+            "id": results.protocol_id(config.probe, budget),
             "probe": config.probe,
             "probe_options": config.probe_options,
-            "fraction": fraction,
+            "budget": budget.label,
+            "fraction": budget.fraction,
+            "shots": budget.shots,
             "view": "clean",
             "seeds": [seed for seed, _, _ in per_seed],
             "image_store": timings.pop("image_store"),
@@ -319,6 +338,15 @@ def _record(adapter, card, dataset, pooling, config, fraction, per_seed, timings
             # sample standard deviation over seeds (ddof=1); 0 for one seed
             "std": float(scores.std(ddof=1)) if len(scores) > 1 else 0.0,
             "val_per_seed": [round(float(r.val_macro_f1), 6) for _, _, r in per_seed],
+            # bootstrap over test images of the seed-mean score (ultrabench_eval.stats)
+            "ci95": [round(interval.low, 4), round(interval.high, 4)],
+            "bootstrap_draws": interval.draws,
+        },
+        # what paired comparisons between models need: the same images, every seed's answers
+        "test": {
+            "ids_sha256": ids_hash(test.ids),
+            "labels": test.labels.tolist(),
+            "predictions_per_seed": predictions.tolist(),
         },
         "hyperparameters": {"per_seed": [r.params for _, _, r in per_seed]},
         "train_size_per_seed": [n for _, n, _ in per_seed],

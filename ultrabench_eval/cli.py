@@ -30,10 +30,23 @@ def _fractions(text: str) -> tuple[float, ...]:
         raise argparse.ArgumentTypeError(
             f"'{text}' is not a comma-separated list of numbers"
         ) from None
-    # accept percentages too: 10 -> 0.1
-    values = tuple(v / 100.0 if v > 1.0 else v for v in values)
+    # percentages when any value is above 1 (then all are: "100,50,10,5,1")
+    if any(v > 1.0 for v in values):
+        values = tuple(v / 100.0 for v in values)
     if not values or any(not 0.0 < v <= 1.0 for v in values):
         raise argparse.ArgumentTypeError(f"fractions must be in (0, 1] or (0, 100] %, got '{text}'")
+    return values
+
+
+def _shots(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in _csv(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"'{text}' is not a comma-separated list of integers"
+        ) from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"shots must be positive integers, got '{text}'")
     return values
 
 
@@ -63,7 +76,7 @@ def _add_bench_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--weights", help="local weights file for the (single) model")
     p.add_argument("--pooling", help="feature pooling (default: the model's own)")
-    p.add_argument("--probe", default="linear", help="probe name (see `ubench probes`)")
+    p.add_argument("--probe", default="us-jepa-2026", help="probe preset (see `ubench probes`)")
     p.add_argument(
         "--probe-backend",
         choices=["torch", "sklearn"],
@@ -74,8 +87,11 @@ def _add_bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--fractions",
         type=_fractions,
-        default=(1.0, 0.1),
-        help="training-label fractions, e.g. 1,0.1 or 100,10 (default 1,0.1)",
+        help="training-label fractions, e.g. 1,0.1 or, in percent, 100,50,10,5,1 "
+        "(default: the few-shot sweep 100,50,10,5,1 %%)",
+    )
+    p.add_argument(
+        "--shots", type=_shots, default=(), help="K training labels per class, e.g. 1,5,10"
     )
     p.add_argument(
         "--image-size",
@@ -129,6 +145,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("corruptions", help="list the registered corruptions")
 
     p = sub.add_parser("bench", help="benchmark models on tasks and print the leaderboard")
+    _add_bench_arguments(p)
+
+    p = sub.add_parser(
+        "fewshot", help="the bench over label budgets, one table row per fraction (or shots)"
+    )
     _add_bench_arguments(p)
 
     p = sub.add_parser(
@@ -211,6 +232,7 @@ _COMMANDS = {
     "corruptions": commands.cmd_corruptions,
     "bench": commands.cmd_bench,
     "sweep": commands.cmd_sweep,
+    "fewshot": commands.cmd_fewshot,
     "leaderboard": commands.cmd_leaderboard,
     "extract": commands.cmd_extract,
     "cache": commands.cmd_cache,

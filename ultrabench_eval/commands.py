@@ -177,6 +177,7 @@ def bench_config(args: argparse.Namespace) -> Any:
         probe_options=probe_options,
         seeds=args.seeds,
         fractions=args.fractions,
+        shots=args.shots,
         image_size=args.image_size,
         batch_size=args.batch_size,
         device=args.device,
@@ -192,6 +193,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
     cfg = bench_config(args)
     bench.generate_missing_synth(cfg.tasks, cfg.data_root, log=_info)
     _print_leaderboard(bench.run(cfg, log=_info), cfg.results_root)
+    return 0
+
+
+def cmd_fewshot(args: argparse.Namespace) -> int:
+    from ultrabench_eval import bench, leaderboard
+
+    cfg = bench_config(args)
+    bench.generate_missing_synth(cfg.tasks, cfg.data_root, log=_info)
+    records = bench.run(cfg, log=_info)
+    print(leaderboard.render_fewshot(records), end="")
     return 0
 
 

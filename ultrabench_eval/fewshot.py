@@ -1,15 +1,66 @@
-"""Label fractions: stratified, nested training subsets.
+"""Label budgets: how many training labels a probe gets, as stratified, nested subsets.
 
-For one seed, each class's training examples are put in a random order once; a fraction takes
-the first `max(1, round(fraction * n_class))` of them. So the 5 % subset of a seed contains its
-1 % subset, every class keeps at least one example, and class proportions are kept.
+For one seed, each class's training examples are put in a random order once. A fraction takes
+the first `max(1, round(fraction * n_class))` of them; K shots take the first `min(K, n_class)`.
+So the 5 % subset of a seed contains its 1 % subset (and its 5-shot subset its 1-shot one), every
+class keeps at least one example, and class proportions are kept. Validation and test sets are
+never subsampled.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
+# The US-JEPA (2026) few-shot sweep: 100, 50, 10, 5 and 1 % of the training labels.
+DEFAULT_FRACTIONS = (1.0, 0.5, 0.1, 0.05, 0.01)
 _STREAM = 0x5EED  # separates these draws from any other use of the same seed
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A fraction of the training labels (0 < fraction <= 1) or K labels per class."""
+
+    fraction: float | None = None
+    shots: int | None = None
+
+    def __post_init__(self) -> None:
+        if (self.fraction is None) == (self.shots is None):
+            raise ValueError("a budget is a fraction or a number of shots, not both")
+        if self.fraction is not None and not 0.0 < self.fraction <= 1.0:
+            raise ValueError(f"fraction must be in (0, 1], got {self.fraction}")
+        if self.shots is not None and self.shots < 1:
+            raise ValueError(f"shots must be at least 1, got {self.shots}")
+
+    @property
+    def is_full(self) -> bool:
+        return self.fraction == 1.0
+
+    @property
+    def label(self) -> str:
+        """'100%', '5%', '10-shot'."""
+        if self.shots is not None:
+            return f"{self.shots}-shot"
+        return fraction_label(self.fraction)
+
+    def indices(self, labels: np.ndarray, seed: int, n_classes: int) -> np.ndarray:
+        """Sorted indices of this budget's subset of `labels` for `seed`."""
+        labels = np.asarray(labels)
+        if self.is_full:
+            return np.arange(len(labels))
+        orders = class_orders(labels, n_classes, seed)
+        picked = [order[: self._take(len(order))] for order in orders]
+        return np.sort(np.concatenate(picked))
+
+    def _take(self, available: int) -> int:
+        if self.shots is not None:
+            return min(self.shots, available)
+        return min(available, max(1, round(self.fraction * available)))
+
+
+def budgets(fractions: tuple[float, ...] = (), shots: tuple[int, ...] = ()) -> list[Budget]:
+    return [Budget(fraction=f) for f in fractions] + [Budget(shots=k) for k in shots]
 
 
 def class_orders(labels: np.ndarray, n_classes: int, seed: int) -> list[np.ndarray]:
@@ -20,17 +71,7 @@ def class_orders(labels: np.ndarray, n_classes: int, seed: int) -> list[np.ndarr
 
 def subsample(labels: np.ndarray, fraction: float, seed: int, n_classes: int) -> np.ndarray:
     """Sorted indices of the stratified `fraction` subset for `seed`."""
-    if not 0.0 < fraction <= 1.0:
-        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
-    labels = np.asarray(labels)
-    if fraction == 1.0:
-        return np.arange(len(labels))
-    picked = [
-        order[: max(1, round(fraction * len(order)))]
-        for order in class_orders(labels, n_classes, seed)
-        if len(order)
-    ]
-    return np.sort(np.concatenate(picked))
+    return Budget(fraction=fraction).indices(labels, seed, n_classes)
 
 
 def fraction_label(fraction: float) -> str:

@@ -56,6 +56,12 @@ class CheckpointLayout:
     block_patterns: tuple[str, ...] = ()
     # What the model card documents: input size [h, w], mean, std (on [0, 1] intensities).
     preprocessing: dict[str, Any] = field(default_factory=dict)
+    # Tensors the official file holds as zeros (a masked-out bias, say): random files keep them
+    # zero, so an adapter may refuse a file where they are not.
+    zeros: tuple[str, ...] = ()
+    # Values the adapter's conversion creates that the file does not hold (timm's DINOv2 files
+    # fold the class-token position into `cls_token`; the conversion restores a zero slot).
+    values_added: int = 0
 
     # --- reading --------------------------------------------------------------------------
     @classmethod
@@ -80,6 +86,8 @@ class CheckpointLayout:
             ignored=tuple(data.get("ignored", ())),
             block_patterns=tuple(data.get("block_patterns", ())),
             preprocessing=data.get("preprocessing", {}),
+            zeros=tuple(data.get("zeros", ())),
+            values_added=int(data.get("values_added", 0)),
         )
 
     @classmethod
@@ -119,6 +127,8 @@ class CheckpointLayout:
             "ignored": list(self.ignored),
             "block_patterns": list(self.block_patterns),
             "preprocessing": self.preprocessing,
+            "zeros": list(self.zeros),
+            "values_added": self.values_added,
             "extras": self.extras,
             "tensors": {
                 k: list(v.shape)
@@ -165,9 +175,13 @@ class CheckpointLayout:
     def random_checkpoint(self, seed: int = 0, device: str | torch.device = "cpu") -> dict:
         """The nested checkpoint dict with random tensors (meta tensors on device "meta")."""
         generator = torch.Generator().manual_seed(seed)
+        zeros = [re.compile(p) for p in self.zeros]
         out: dict[str, Any] = {}
         for key, spec in self.tensors.items():
-            _put(out, key, _random_tensor(spec, generator, torch.device(device)))
+            tensor = _random_tensor(spec, generator, torch.device(device))
+            if any(p.search(key) for p in zeros):
+                tensor = torch.zeros_like(tensor)
+            _put(out, key, tensor)
         for key, value in _flatten(self.extras):
             _put(out, key, value)
         return out

@@ -53,3 +53,50 @@ def _cell(score: dict[str, float] | None) -> str:
 
 def _fmt(value: float | None) -> str:
     return "–" if value is None else f"{value:.1f}"
+
+
+def render_fewshot(records: list[dict[str, Any]]) -> str:
+    """One table per (model, probe): a row per label budget, smallest first, tasks as columns."""
+    if not records:
+        return "no result records\n"
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for record in records:
+        groups[(record["model"]["name"], record["protocol"]["probe"])].append(record)
+    parts = []
+    for (model, probe), group in groups.items():
+        tasks = sorted({r["task"]["name"] for r in group})
+        rows: dict[str, dict[str, dict[str, float]]] = defaultdict(dict)
+        order: dict[str, tuple] = {}
+        for r in group:
+            budget = _budget_label(r["protocol"])
+            rows[budget][r["task"]["name"]] = r["scores"]
+            order[budget] = _budget_order(r["protocol"])
+        body = []
+        for budget in sorted(rows, key=order.__getitem__):
+            cells = rows[budget]
+            complete = all(t in cells for t in tasks)
+            mean = sum(cells[t]["mean"] for t in tasks) / len(tasks) if complete else None
+            body.append([budget] + [_cell(cells.get(t)) for t in tasks] + [_fmt(mean)])
+        parts.append(
+            f"### {probe}, {model}: test macro-F1 (x100) by training labels, mean ± std over "
+            "seeds\n"
+        )
+        parts.append(
+            tabulate(
+                body, headers=["labels", *tasks, "mean"], tablefmt="github", disable_numparse=True
+            )
+            + "\n"
+        )
+    return "\n".join(parts)
+
+
+def _budget_label(protocol: dict[str, Any]) -> str:
+    if protocol.get("shots"):
+        return f"{protocol['shots']}-shot"
+    return f"{protocol.get('fraction', 1.0) * 100:g} %"
+
+
+def _budget_order(protocol: dict[str, Any]) -> tuple:
+    if protocol.get("shots"):
+        return (1, protocol["shots"])
+    return (0, protocol.get("fraction", 1.0))

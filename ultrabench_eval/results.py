@@ -15,11 +15,10 @@ from ultrabench_eval.feature_cache import safe_name
 SCHEMA = "ultrabench-eval/result/1"
 
 
-def protocol_id(probe: str, fraction: float, view: str = "clean") -> str:
-    """`linear`, `linear@10%`, `linear@100%/gaussian-noise-s3-seed0`: a record's protocol."""
-    from ultrabench_eval.fewshot import fraction_label
-
-    out = probe if fraction == 1.0 else f"{probe}@{fraction_label(fraction)}"
+def protocol_id(probe: str, budget: Any, view: str = "clean") -> str:
+    """`us-jepa-2026`, `linear@10%`, `knn@5-shot`, `linear/gaussian-noise-s3-seed0`: a record's
+    protocol (probe, label budget unless all labels, view unless clean)."""
+    out = probe if budget.is_full else f"{probe}@{budget.label}"
     return out if view == "clean" else f"{out}/{view}"
 
 

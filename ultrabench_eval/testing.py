@@ -78,11 +78,12 @@ def check_full_size_layouts(adapter: Adapter) -> None:
         state = adapter.convert_checkpoint(layout.random_checkpoint(device="meta"), layout.name)
         problems = state_mismatches(expected, state)
         assert not problems, f"{adapter.name}: layout {layout.name}: {'; '.join(problems)}"
-        used = layout.parameter_count()
+        used = layout.parameter_count() + layout.values_added
         loaded = sum(t.numel() for t in state.values())
         assert used == loaded, (
-            f"{adapter.name}: layout {layout.name} has {used} values in its used tensors but "
-            f"{loaded} reach the model (a conversion drops or invents weights)"
+            f"{adapter.name}: layout {layout.name} has {used} values in its used tensors "
+            f"(with {layout.values_added} the conversion adds) but {loaded} reach the model "
+            "(a conversion drops or invents weights)"
         )
 
 
@@ -99,6 +100,7 @@ def runnable_variants(adapter: Adapter, workdir: Path, depth: int) -> list[Adapt
     for layout in layouts:
         path = layout.build(workdir / f"{layout.name}-d{depth}" / layout.file_name)
         loaded.append(adapter.reduced(depth).load(str(path)))
+        path.unlink()  # the weights are in memory now; these files can be large
     return loaded
 
 
@@ -160,6 +162,8 @@ def check_rejects_broken_checkpoints(adapter: Adapter, workdir: Path, depth: int
                 adapter.reduced(depth).load(str(path))
             except UserError:
                 continue
+            finally:
+                path.unlink()
             raise AssertionError(f"{adapter.name}: a {kind} key ({key}) in {layout.name} loaded")
 
 

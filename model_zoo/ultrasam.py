@@ -1,0 +1,97 @@
+"""UltraSam (Meyer et al., 2025): SAM ViT-B trained on US-43d, 280k ultrasound masks.
+
+The released `UltraSam.pth` is an mmengine checkpoint of an mmdet SAM detector whose backbone
+is mmpretrain's `ViTSAM` (SAM's ViT-B encoder with its neck as `channel_reduction`); the
+backbone is mapped key by key onto timm's samvit, the same architecture as `sam-vitb`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from model_zoo.sam import NECK_MEAN, PRENECK_MEAN, SamViTBAdapter, mmengine_backbone, vitsam_to_timm
+from ultrabench_eval.adapter import ModelInfo, count_parameters
+from ultrabench_eval.config import cache_root
+from ultrabench_eval.errors import UserError
+from ultrabench_eval.registry import register_model
+from ultrabench_eval.weights import file_sha256, read_checkpoint, strict_load
+
+ULTRASAM_URL = "https://s3.unistra.fr/camma_public/github/ultrasam/UltraSam.pth"
+ULTRASAM_FILE = "UltraSam.pth"
+
+
+@register_model("ultrasam")
+class UltraSam(SamViTBAdapter):
+    """UltraSam image encoder, 1024 px. Default pooling: the average of the last block's tokens
+    before the neck (768-d), as UltraSam's own classification configs read the backbone."""
+
+    layouts = ("ultrasam-mmdet",)
+    poolings = (PRENECK_MEAN, NECK_MEAN)  # type: ignore[assignment]
+
+    def __init__(self, name: str = "ultrasam") -> None:
+        super().__init__(name, model_name="samvit_base_patch16")
+
+    @property
+    def info(self) -> ModelInfo:
+        return ModelInfo(
+            architecture="SAM ViT-B/16 image encoder (mmpretrain ViTSAM arch base, run as timm "
+            "samvit_base_patch16): 12 blocks, 768-d, windowed (14x14) attention with global "
+            "blocks 2/5/8/11, decomposed relative positions, conv neck to 256 x 64 x 64; 1024 px",
+            pretraining_data="SAM ViT-B (SA-1B) fine-tuned on US-43d: 43 open ultrasound "
+            "segmentation datasets, ~280k masks, point and box prompts",
+            weights_source=ULTRASAM_URL,
+            license="CC-BY-NC-SA-4.0",
+            citation="Meyer et al., UltraSam: a foundation model for ultrasound using large "
+            "open-access segmentation datasets, IJCARS 2025",
+            family="SAM",
+            params=count_parameters(self.meta_model()),
+            notes=(
+                "CAMMA-public/UltraSam. Input: 1024 px, bilinear, mean (123.675, 116.28, 103.53) "
+                "/ std (58.395, 57.12, 57.375) on 0-255 (= ImageNet's on [0, 1]); UltraSam "
+                "resizes keeping the aspect ratio and pads to 1024, a plain resize for square "
+                "images. Poolings: 'preneck-mean' (default, 768-d) = average of the last block's "
+                "tokens, as configs/_base_/models/sam_classification.py reads the backbone "
+                "(ViTSAM out_channels=0, out_type avg_featmap); 'mean' = average of the neck "
+                "output (256-d), the embedding the mask decoder reads. Which UltraSAM the US-JEPA "
+                "paper used is unverified: its text cites meyer_ultrasam_2025 (this model) but "
+                "its bibliography holds Jiang et al.'s UltraSAM (ESWA 2026). The released file "
+                "was not downloadable where this adapter was written: its key layout is derived "
+                "from the repository's configs and conversion scripts. If the file also holds "
+                "mmengine's message_hub (custom classes), the weights-only reader refuses it: "
+                "re-save {'state_dict': ...} and pass that with --weights."
+            ),
+            extra={"url": ULTRASAM_URL, "input_px": 1024},
+        )
+
+    def convert_checkpoint(self, checkpoint: Mapping[str, Any], source: str) -> dict:
+        backbone = mmengine_backbone(checkpoint)
+        if backbone is None:
+            raise UserError(
+                f"{source} is not an UltraSam checkpoint: expected an mmengine file "
+                "{'state_dict': {'backbone.*': ViTSAM, 'prompt_encoder.*', 'decoder.*', "
+                "'bbox_head.*'}, 'meta': ...} (UltraSam.pth)"
+            )
+        # prompt_encoder.*, decoder.* and bbox_head.* (the mask decoder) are not benchmarked
+        return vitsam_to_timm(backbone, source)
+
+    def load_pretrained(self) -> tuple[torch.nn.Module, str]:
+        path = cache_root() / "weights" / "ultrasam" / ULTRASAM_FILE
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                # downloads to a temporary name, renamed when complete: no half files
+                torch.hub.download_url_to_file(ULTRASAM_URL, str(path), progress=True)
+            except Exception as exc:  # network errors come in many types
+                first_line = str(exc).splitlines()[0] if str(exc) else ""
+                raise UserError(
+                    f"cannot download the UltraSam weights from {ULTRASAM_URL}: "
+                    f"{type(exc).__name__}: {first_line} "
+                    "(download the file yourself and pass it with --weights FILE)"
+                ) from None
+        state = self.convert_checkpoint(read_checkpoint(path), str(path))
+        model = self.build_model()
+        strict_load(model, state, f"weights file {path}")
+        return model, f"url:{ULTRASAM_URL}:sha256={file_sha256(path)}"

@@ -1,0 +1,106 @@
+"""UltraSam (model_zoo/ultrasam.py): the mmdet checkpoint's backbone is mapped onto the SAM
+encoder exactly, the rest of the detector is dropped, the default pooling is UltraSam's own
+classification read-out, and the weights download is cached and fails clearly."""
+
+import pytest
+import torch
+
+from model_zoo.sam import NECK_MEAN, PRENECK_MEAN, SamViTB, kept_blocks, renumber_blocks
+from model_zoo.ultrasam import ULTRASAM_URL, UltraSam
+from ultrabench_eval.config import cache_root
+from ultrabench_eval.errors import UserError
+from ultrabench_eval.layouts import CheckpointLayout
+
+
+def _sam_to_mmdet_backbone(official):
+    """The renames of UltraSam's weights/convert_sam_bb_to_mmdet.py, applied to segment_anything
+    `image_encoder.*` keys: blocks -> layers, patch_embed.proj -> .projection, norm -> ln,
+    neck -> channel_reduction, mlp.lin1 -> ffn.layers.0.0, mlp.lin2 -> ffn.layers.1."""
+    out = {}
+    for key, value in official.items():
+        key = key.removeprefix("image_encoder.")
+        key = key.replace("blocks.", "layers.").replace(
+            "patch_embed.proj", "patch_embed.projection"
+        )
+        key = key.replace("norm", "ln").replace("neck", "channel_reduction")
+        key = key.replace("mlp.lin1", "ffn.layers.0.0").replace("mlp.lin2", "ffn.layers.1")
+        out[f"backbone.{key}"] = value
+    return out
+
+
+def _official_encoder(seed):
+    layout = renumber_blocks(CheckpointLayout.load("sam-vitb-official"), kept_blocks(2))
+    generator = torch.Generator().manual_seed(seed)
+    return {
+        k: torch.randn(layout.tensors[k].shape, generator=generator) * 0.1
+        for k in layout.used_keys()
+    }
+
+
+def _images():
+    generator = torch.Generator().manual_seed(0)
+    return torch.randint(0, 256, (2, 1, 36, 44), generator=generator, dtype=torch.uint8)
+
+
+def test_backbone_maps_exactly_onto_the_sam_encoder(tmp_path):
+    official = _official_encoder(seed=1)
+    sam_path = tmp_path / "sam_vit_b_01ec64.pth"
+    torch.save(official, sam_path)
+    state = _sam_to_mmdet_backbone(official)
+    # the rest of the detector must be dropped
+    state["decoder.post_norm.weight"] = torch.ones(256)
+    state["bbox_head.iou_prediction_head.layers.2.bias"] = torch.ones(4)
+    state["prompt_encoder.label_encoder.label_embedding.weight"] = torch.ones(11, 256)
+    ultra_path = tmp_path / "UltraSam.pth"
+    torch.save({"state_dict": state, "meta": {"iter": 30000}}, ultra_path)
+
+    images = _images()
+    sam = SamViTB().reduced(2).load(str(sam_path)).embed(images)
+    ultra = UltraSam().reduced(2).load(str(ultra_path)).embed(images)
+    for pooling in (NECK_MEAN, PRENECK_MEAN):
+        torch.testing.assert_close(ultra[pooling], sam[pooling], rtol=0, atol=0)
+
+
+def test_metadata_and_default_pooling():
+    adapter = UltraSam()
+    # UltraSam's classification configs read ViTSAM with out_channels=0, out_type avg_featmap
+    assert adapter.poolings == (PRENECK_MEAN, NECK_MEAN)
+    assert adapter.embed_dims == {PRENECK_MEAN: 768, NECK_MEAN: 256}
+    assert adapter.info.params == SamViTB().info.params
+    spec = adapter.input_spec
+    assert spec.size == (1024, 1024)
+    # configs/_base_/models/sam.py data_preprocessor, on 0-255
+    assert spec.mean == pytest.approx([123.675 / 255, 116.28 / 255, 103.53 / 255])
+    assert spec.std == pytest.approx([58.395 / 255, 57.12 / 255, 57.375 / 255])
+    assert "unverified" in adapter.info.notes
+
+
+def test_other_files_are_user_errors(tmp_path):
+    path = tmp_path / "sam_vit_b_01ec64.pth"
+    torch.save(_official_encoder(seed=2), path)  # plain SAM is not UltraSam
+    with pytest.raises(UserError, match="not an UltraSam checkpoint"):
+        UltraSam().reduced(2).load(str(path))
+    torch.save({"state_dict": {"backbone.layers.0.mystery": torch.zeros(2)}}, path)
+    with pytest.raises(UserError, match="unexpected key 'layers.0.mystery'"):
+        UltraSam().reduced(2).load(str(path))
+
+
+def test_download_is_cached_and_failures_are_clear(tmp_path, monkeypatch):
+    calls = []
+
+    def unreachable(url, dst, **kwargs):
+        calls.append(url)
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", unreachable)
+    with pytest.raises(UserError, match="cannot download the UltraSam weights .*--weights"):
+        UltraSam().reduced(2).load()
+    assert calls == [ULTRASAM_URL]
+
+    # a file already in the cache is used as it is
+    layout = UltraSam().reduced(2).checkpoint_layouts()[0]
+    layout.build(cache_root() / "weights" / "ultrasam" / "UltraSam.pth")
+    adapter = UltraSam().reduced(2).load()
+    assert calls == [ULTRASAM_URL]
+    assert adapter.weights_id().startswith(f"url:{ULTRASAM_URL}:sha256=")
+    assert adapter.embed(_images())[PRENECK_MEAN].shape == (2, 768)
