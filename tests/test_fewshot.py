@@ -36,3 +36,22 @@ def test_full_fraction_is_everything(labels):
 
 def test_labels():
     assert fraction_label(1.0) == "100%" and fraction_label(0.05) == "5%"
+
+
+def test_one_percent_keeps_every_class_and_shots_nest():
+    from ultrabench_eval.fewshot import Budget, budgets
+
+    labels = np.repeat(np.arange(5), [300, 120, 40, 9, 2])
+    idx = Budget(fraction=0.01).indices(labels, seed=4, n_classes=5)
+    assert list(np.bincount(labels[idx], minlength=5)) == [3, 1, 1, 1, 1]
+    one = set(Budget(shots=1).indices(labels, 2, 5))
+    five = set(Budget(shots=5).indices(labels, 2, 5))
+    assert one < five
+    assert list(np.bincount(labels[sorted(five)], minlength=5)) == [5, 5, 5, 5, 2]
+    # shots and fractions of one seed draw from the same per-class order
+    assert one <= set(Budget(fraction=0.01).indices(labels, 2, 5))
+    assert [b.label for b in budgets((1.0, 0.05), (10,))] == ["100%", "5%", "10-shot"]
+    with pytest.raises(ValueError):
+        Budget(fraction=0.5, shots=3)
+    with pytest.raises(ValueError):
+        Budget(shots=0)

@@ -29,6 +29,13 @@ def test_table_rows_sorted_by_mean_with_missing_cells():
     assert body[0].startswith("| hog") and "75.1" in body[0] and "80.2 ± 0.5" in body[0]
     assert body[1].startswith("| pixels") and "50.0" in body[1]
     assert body[2].startswith("| partial") and "–" in body[2]
+
+    # mean rank over the tasks each model has: hog 2nd then 1st, pixels 3rd then 2nd
+    def last_cell(line):
+        return line.split("|")[-2].strip()
+
+    assert last_cell(lines[2]) == "mean rank"
+    assert [last_cell(line) for line in body] == ["1.50", "2.50", "1.00"]
     assert "### linear@10%:" in text
     assert set(tables(records)) == {"linear", "linear@10%"}
 

@@ -78,6 +78,13 @@ def _add_bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pooling", help="feature pooling (default: the model's own)")
     p.add_argument("--probe", default="us-jepa-2026", help="probe preset (see `ubench probes`)")
     p.add_argument(
+        "--probe-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a probe setting, e.g. standardize=true, max_epochs=100, ks=[1,5] (repeatable)",
+    )
+    p.add_argument(
         "--probe-backend",
         choices=["torch", "sklearn"],
         help="linear probe solver (default torch; sklearn is the reference)",

@@ -9,6 +9,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from ultrabench_eval import config
 from ultrabench_eval.errors import UserError
 
@@ -161,6 +163,11 @@ def bench_config(args: argparse.Namespace) -> Any:
     from ultrabench_eval import bench
 
     probe_options: dict[str, Any] = {}
+    for item in args.probe_option:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--probe-option '{item}' must be KEY=VALUE (e.g. standardize=true)")
+        probe_options[key.strip()] = yaml.safe_load(value)
     if args.probe_backend:
         probe_options["backend"] = args.probe_backend
     if args.class_weight:

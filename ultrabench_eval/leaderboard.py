@@ -8,6 +8,8 @@ from typing import Any
 
 from tabulate import tabulate
 
+from ultrabench_eval.stats import mean_rank
+
 
 def tables(records: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
     """{protocol: {model: {task: {"mean": m, "std": s}}}}, protocols in first-seen order."""
@@ -34,14 +36,17 @@ def render_markdown(records: list[dict[str, Any]]) -> str:
 
 def _render_one(by_model: dict[str, dict[str, dict[str, float]]]) -> str:
     tasks = sorted({task for cells in by_model.values() for task in cells})
+    ranks = mean_rank(
+        {m: {t: c["mean"] for t, c in cells.items()} for m, cells in by_model.items()}
+    )
     rows = []
     for model, cells in by_model.items():
         complete = all(t in cells for t in tasks)
         mean = sum(cells[t]["mean"] for t in tasks) / len(tasks) if complete else None
-        row = [model] + [_cell(cells.get(t)) for t in tasks] + [_fmt(mean)]
+        row = [model] + [_cell(cells.get(t)) for t in tasks] + [_fmt(mean), f"{ranks[model]:.2f}"]
         rows.append((mean if mean is not None else float("-inf"), row))
     rows.sort(key=lambda item: (-item[0], item[1][0]))
-    headers = ["model", *tasks, "mean"]
+    headers = ["model", *tasks, "mean", "mean rank"]
     return tabulate([r for _, r in rows], headers=headers, tablefmt="github", disable_numparse=True)
 
 
