@@ -215,6 +215,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--results", help=f"results folder (default: ${config.RESULTS_ENV} or ./results/runs)"
     )
     p.add_argument("--format", choices=["markdown"], default="markdown")
+
+    # -- robustness commands (corruption suites) --
+    # -- dataset commands (prepare, tasks check) --
+    # -- report commands (compare, check, plot, report) --
     return parser
 
 
@@ -243,6 +247,9 @@ _COMMANDS = {
     "leaderboard": commands.cmd_leaderboard,
     "extract": commands.cmd_extract,
     "cache": commands.cmd_cache,
+    # -- robustness commands --
+    # -- dataset commands --
+    # -- report commands --
 }
 
 if __name__ == "__main__":  # pragma: no cover
