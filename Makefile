@@ -29,11 +29,13 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
+	UBENCH=$(BIN)/ubench .ci/bench-check
 
 # Speed figures (JSON under results/perf/): extraction against the model's own forward speed.
 perf: $(STAMP)
 	$(BIN)/python -m ultrabench_eval.perf --out results/perf
 	$(BIN)/python -m ultrabench_eval.perf_probes --out results/perf
+	$(BIN)/python -m ultrabench_eval.perf_corruptions --out results/perf
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -25,3 +25,14 @@ def test_failed_write_keeps_the_old_file(tmp_path):
         atomic.write_with(path, broken)
     assert path.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["r.txt"]
+
+
+def test_written_files_have_ordinary_permissions(tmp_path):
+    import os
+    import stat
+
+    path = tmp_path / "r.json"
+    atomic.write_json(path, {})
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask

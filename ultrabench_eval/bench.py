@@ -170,7 +170,7 @@ def _run_task(
     }
     timings["store_s"] = round(time.perf_counter() - started, 3)
     budgets = config.budgets()
-    digests = {b: _inputs_digest(adapter, pooling, dataset, stores, config, b) for b in budgets}
+    digests = {b: inputs_digest(adapter, pooling, dataset, stores, config, b) for b in budgets}
     reused = {} if config.overwrite else _reusable(config, adapter, card, digests)
     todo = [b for b in budgets if b not in reused]
     if not todo:
@@ -198,7 +198,7 @@ def _run_task(
     per_budget = _probe_all(probe, features, labels, card, todo, config.seeds)
     probe_s = round((time.perf_counter() - started) / len(todo), 3)
     fresh = {
-        budget: _record(
+        budget: make_record(
             adapter,
             card,
             dataset,
@@ -224,7 +224,7 @@ def store_resize(adapter: Adapter, image_size: int | None) -> tuple[int, str]:
     return max(spec.size), spec.interpolation
 
 
-def _inputs_digest(
+def inputs_digest(
     adapter, pooling, dataset: Dataset, stores, config: BenchConfig, budget: fewshot.Budget
 ) -> str:
     """Everything a record's scores depend on: model, features, labels, protocol, code."""
@@ -297,7 +297,9 @@ def _probe_all(probe, features, labels, card: TaskCard, budgets, seeds: int) -> 
     return out
 
 
-def _record(adapter, card, dataset, pooling, config, budget, per_seed, timings, digest) -> dict:
+def make_record(adapter, card, dataset, pooling, config, budget, per_seed, timings, digest) -> dict:
+    """The result record of one model x task x label budget from its per-seed probe results
+    ((seed, train size, ProbeResult) each); the robustness protocol writes its views with it."""
     scores = np.array([r.test_macro_f1 for _, _, r in per_seed], dtype=np.float64)
     info = asdict(adapter.info)
     test = dataset.splits["test"]

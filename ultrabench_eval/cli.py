@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from ultrabench_eval import commands, config
+from ultrabench_eval import commands, config, report_commands
 from ultrabench_eval.errors import UserError
 
 
@@ -145,11 +145,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --check: build models and files with DEPTH blocks (fast), not full size",
     )
 
-    p = sub.add_parser("tasks", help="list the task cards")
+    p = sub.add_parser("tasks", help="list the task cards, or check a prepared task folder")
     p.add_argument("--format", choices=["table", "json"], default="table")
+    tasks_sub = p.add_subparsers(dest="tasks_command", parser_class=_Parser)
+    q = tasks_sub.add_parser(
+        "check", help="check a prepared folder against its card (sizes, files, leakage)"
+    )
+    q.add_argument("name", help="task name (see `ubench tasks`)")
+    q.add_argument("data_dir", help="the dataset root holding the task's folder, or the folder")
+    q.add_argument("--format", choices=["table", "json"], default="table")
 
     sub.add_parser("probes", help="list the registered probes")
-    sub.add_parser("corruptions", help="list the registered corruptions")
+    p = sub.add_parser("corruptions", help="list the corruptions, their parameters and suites")
+    shows = p.add_subparsers(dest="corruptions_command", parser_class=_Parser)
+    q = shows.add_parser("show", help="draw one image under each corruption and severity (PNG)")
+    q.add_argument("--task", required=True, help="task name (see `ubench tasks`)")
+    q.add_argument("--data", help=f"dataset root (default: ${config.DATA_ENV} or ./data)")
+    q.add_argument("--image", type=int, default=0, help="index of the image in the split")
+    q.add_argument("--split", choices=["train", "validation", "test"], default="test")
+    q.add_argument("--out", required=True, help="PNG file to write")
+    q.add_argument("--corruptions", type=_csv, help="rows, e.g. speckle,shadow (default: all)")
+    q.add_argument("--preset", help="rows: a suite's corruptions (us-jepa-2026, ultrasound-5)")
+    q.add_argument("--size", type=int, help="image side in pixels (default: the image's own)")
+    q.add_argument("--seed", type=int, default=0, help="the corruptions' seed")
 
     p = sub.add_parser("bench", help="benchmark models on tasks and print the leaderboard")
     _add_bench_arguments(p)
@@ -214,11 +232,67 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--results", help=f"results folder (default: ${config.RESULTS_ENV} or ./results/runs)"
     )
-    p.add_argument("--format", choices=["markdown"], default="markdown")
+    p.add_argument("--format", choices=["markdown", "latex", "csv", "html"], default="markdown")
 
     # -- robustness commands (corruption suites) --
+    p = sub.add_parser(
+        "robust", help="robustness: probe fitted on clean features, scored on corrupted test images"
+    )
+    _add_bench_arguments(p)
+    p.add_argument(
+        "--corruptions",
+        type=_csv,
+        help="corruptions (see `ubench corruptions`), composed with +: speckle,speckle+shadow",
+    )
+    p.add_argument("--preset", help="a corruption suite: us-jepa-2026 or ultrasound-5")
+    p.add_argument(
+        "--severities", help="e.g. 1-5 or 1,3 (default: the preset's, or every severity)"
+    )
+    p.add_argument(
+        "--reference",
+        default="pixels",
+        help="reference model of the corruption error (mCE), or none (default: pixels)",
+    )
+    p.add_argument("--corruption-seed", type=int, default=0, help="the corruptions' seed")
     # -- dataset commands (prepare, tasks check) --
+    p = sub.add_parser(
+        "prepare", help="turn a dataset's raw download into its UltraBench-format task folder"
+    )
+    p.add_argument("name", help="task name (see `ubench tasks`)")
+    p.add_argument("raw_dir", help="the folder the raw download unpacks to (layouts: README)")
+    p.add_argument("out_dir", help="dataset root: the task's folder is written below it")
+    p.add_argument("--overwrite", action="store_true", help="replace the task's folder if present")
     # -- report commands (compare, check, plot, report) --
+    results_help = f"results folder (default: ${config.RESULTS_ENV} or ./results/runs)"
+    p = sub.add_parser("compare", help="our scores beside a published table's")
+    p.add_argument(
+        "--published", required=True, help="published table name (e.g. us-jepa-2026) or its file"
+    )
+    p.add_argument("--results", help=results_help)
+    p.add_argument("--protocol", help="our protocol to compare (default: the table's own)")
+    p.add_argument("--format", choices=["markdown", "csv"], default="markdown")
+
+    p = sub.add_parser("check", help="fail (exit 1) when scores dropped below a stored baseline")
+    p.add_argument("--baseline", required=True, help="baseline JSON file")
+    p.add_argument("--results", help=results_help)
+    tolerance = p.add_mutually_exclusive_group()
+    tolerance.add_argument(
+        "--tolerance", type=float, help="allowed drop in points of macro-F1 (default 1.0)"
+    )
+    tolerance.add_argument(
+        "--tolerance-std", type=float, metavar="K", help="allowed drop: K x the baseline std"
+    )
+    p.add_argument(
+        "--update", action="store_true", help="rewrite the baseline from the current records"
+    )
+
+    p = sub.add_parser("plot", help="few-shot, robustness and per-task plots (PNG and SVG)")
+    p.add_argument("--results", help=results_help)
+    p.add_argument("--out", help="output folder (default: <results>/plots)")
+
+    p = sub.add_parser("report", help="one static HTML page: tables, plots, run metadata")
+    p.add_argument("--results", help=results_help)
+    p.add_argument("--out", help="HTML file (default: <results>/report.html)")
     return parser
 
 
@@ -248,8 +322,14 @@ _COMMANDS = {
     "extract": commands.cmd_extract,
     "cache": commands.cmd_cache,
     # -- robustness commands --
+    "robust": commands.cmd_robust,
     # -- dataset commands --
+    "prepare": commands.cmd_prepare,
     # -- report commands --
+    "compare": report_commands.cmd_compare,
+    "check": report_commands.cmd_check,
+    "plot": report_commands.cmd_plot,
+    "report": report_commands.cmd_report,
 }
 
 if __name__ == "__main__":  # pragma: no cover

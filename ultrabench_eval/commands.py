@@ -109,6 +109,10 @@ def _spec_text(adapter: Any) -> str:
 def cmd_tasks(args: argparse.Namespace) -> int:
     from ultrabench_eval.registry import TASKS
 
+    if getattr(args, "tasks_command", None) == "check":
+        from ultrabench_eval.task_check import run_check
+
+        return run_check(args)
     rows = []
     for _, card in TASKS.items():
         data = {k: v for k, v in asdict(card).items() if k != "path"}
@@ -127,9 +131,24 @@ def cmd_tasks(args: argparse.Namespace) -> int:
         row["classes"] = f"{len(row['classes'])}: {', '.join(row['classes'])}"
     _print_table(
         rows,
-        ["name", "dataset", "classes", "splits (train/val/test)", "organ", "source", "license"],
+        [
+            "name",
+            "dataset",
+            "classes",
+            "splits (train/val/test)",
+            "organ",
+            "preparer",
+            "source",
+            "license",
+        ],
     )
     return 0
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from ultrabench_eval.prepare.command import run_prepare
+
+    return run_prepare(args)
 
 
 def cmd_probes(args: argparse.Namespace) -> int:
@@ -146,15 +165,11 @@ def cmd_probes(args: argparse.Namespace) -> int:
 
 
 def cmd_corruptions(args: argparse.Namespace) -> int:
-    from ultrabench_eval.registry import CORRUPTIONS
+    from ultrabench_eval.corruptions import grid, listing
 
-    _print_table(
-        [
-            {"name": n, "severities": f"1-{c.max_severity}", "description": c.description}
-            for n, c in CORRUPTIONS.items()
-        ],
-        ["name", "severities", "description"],
-    )
+    if getattr(args, "corruptions_command", None) == "show":
+        return grid.command(args)
+    print(listing.render(), end="")
     return 0
 
 
@@ -211,6 +226,12 @@ def cmd_fewshot(args: argparse.Namespace) -> int:
     records = bench.run(cfg, log=_info)
     print(leaderboard.render_fewshot(records), end="")
     return 0
+
+
+def cmd_robust(args: argparse.Namespace) -> int:
+    from ultrabench_eval import robust
+
+    return robust.command(args)
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -334,9 +355,8 @@ def _cache_row(entry: Any) -> dict[str, Any]:
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from ultrabench_eval import leaderboard, results
 
-    print(
-        leaderboard.render_markdown(results.read_records(config.results_root(args.results))), end=""
-    )
+    records = results.read_records(config.results_root(args.results))
+    print(leaderboard.render(records, args.format), end="")
     return 0
 
 

@@ -1,40 +1,70 @@
-"""Corruptions of intensity alone."""
+"""Corruptions of intensity alone: additive noise, contrast depletion, over- and under-gain."""
 
 from __future__ import annotations
 
-import torch
-
-from ultrabench_eval.corruptions.base import Corruption
+from ultrabench_eval.corruptions.base import (
+    Corruption,
+    frozen,
+    masked_median,
+    normal_noise,
+    uniforms,
+)
 
 
 class GaussianNoise(Corruption):
-    """Additive white Gaussian noise; severity sets its standard deviation (intensity units)."""
+    """Additive white Gaussian noise (electronic noise), one independent draw per pixel."""
 
     name = "gaussian-noise"
-    description = "additive Gaussian noise, sigma 0.02 / 0.04 / 0.06 / 0.08 / 0.10"
-    levels = (0.02, 0.04, 0.06, 0.08, 0.10)
+    description = "additive white Gaussian noise"
+    table = frozen({"sigma": (0.025, 0.05, 0.08, 0.12, 0.17)})
+    primary = "sigma"
+    units = frozen({"sigma": "standard deviation, intensity units (image in [0, 1])"})
 
     def apply(self, images, masks, severity, generators):
-        sigma = self.parameter(severity)
-        noise = torch.stack(
-            [torch.randn(images.shape[1:], generator=g, device=images.device) for g in generators]
-        )
-        return images + sigma * noise
+        noise = normal_noise(generators, tuple(images.shape[1:]), images.device)
+        return images + self.parameter(severity) * noise
 
 
 class ContrastDepletion(Corruption):
     """I' = m + alpha (I - m), with m the median intensity inside the scan mask."""
 
     name = "contrast"
-    description = "contrast depleted about the in-mask median, alpha 0.8 / 0.7 / 0.5 / 0.3 / 0.2"
-    levels = (0.8, 0.7, 0.5, 0.3, 0.2)
+    description = "contrast depleted about the in-mask median: I' = m + alpha (I - m)"
+    table = frozen({"alpha": (0.8, 0.65, 0.5, 0.35, 0.2)})
+    primary = "alpha"
+    units = frozen({"alpha": "contrast kept (1: unchanged)"})
 
     def apply(self, images, masks, severity, generators):
         alpha = self.parameter(severity)
-        medians = torch.stack(
-            [
-                img[m].median() if m.any() else img.median()
-                for img, m in zip(images, masks, strict=True)
-            ]
-        ).view(-1, 1, 1, 1)
+        medians = masked_median(images, masks)
         return medians + alpha * (images - medians)
+
+
+class UsJepaContrast(ContrastDepletion):
+    """The US-JEPA paper's contrast depletion: alpha 0.7 / 0.5 / 0.3."""
+
+    name = "us-jepa-contrast"
+    description = "US-JEPA (2026) contrast depletion about the in-mask median, alpha 0.7/0.5/0.3"
+    table = frozen({"alpha": (0.7, 0.5, 0.3)})
+
+
+class Gain(Corruption):
+    """Over- or under-gain: the display shifted up (washed out, highlights saturate) or down
+    (dark, low echoes lost), as a wrong overall gain does to a log-compressed B-mode image.
+    Each image is over- or under-gained with equal chance."""
+
+    name = "gain"
+    description = "overall gain off by a fixed shift of the log-compressed display, up or down"
+    table = frozen({"shift": (0.05, 0.1, 0.15, 0.2, 0.28)})
+    primary = "shift"
+    units = frozen(
+        {
+            "shift": "intensity added (over-gain) or removed (under-gain); 0.1 is 6 dB of a "
+            "60 dB display"
+        }
+    )
+
+    def apply(self, images, masks, severity, generators):
+        draws = uniforms(generators, 1, images.device)
+        sign = (draws[:, 0] < 0.5).to(images.dtype) * 2.0 - 1.0
+        return images + self.parameter(severity) * sign.view(-1, 1, 1, 1)

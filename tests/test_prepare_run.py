@@ -1,0 +1,90 @@
+"""`prepare` leaves the task folder whole and valid, or absent."""
+
+import json
+
+import pytest
+from raw_trees import write_busbra
+
+from ultrabench_eval.errors import UserError
+from ultrabench_eval.prepare.base import Preparer
+from ultrabench_eval.prepare.registry import PREPARERS
+from ultrabench_eval.prepare.run import prepare
+from ultrabench_eval.registry import TASKS
+from ultrabench_eval.task_card import TaskCard
+
+
+def _card(preparer_id, dataset="toy_v1"):
+    return TaskCard(name="toy", dataset=dataset, classes=("a", "b"), preparer=preparer_id)
+
+
+def _register(monkeypatch, write, dataset="toy_v1"):
+    preparer = Preparer("test:toy", dataset, "anything", "nowhere", "none", lambda raw: raw, write)
+    monkeypatch.setitem(PREPARERS, preparer.id, preparer)
+    return _card(preparer.id, dataset)
+
+
+def test_prepared_folder_records_how_it_was_made(tmp_path):
+    write_busbra(tmp_path / "raw")
+    prepared = prepare(TASKS.get("busbra"), tmp_path / "raw", tmp_path / "data")
+    assert prepared.folder == (tmp_path / "data" / "busbra_v1").resolve()
+    assert prepared.sizes == {"train": 14, "validation": 2, "test": 4}
+    meta = json.loads((prepared.folder / "prepare.json").read_text())
+    assert meta["preparer"] == "ubench:busbra" and meta["split_sizes"] == prepared.sizes
+    assert [p.name for p in (tmp_path / "data").iterdir()] == ["busbra_v1"]
+
+
+def test_an_existing_folder_is_kept_unless_overwrite(tmp_path):
+    write_busbra(tmp_path / "raw")
+    target = tmp_path / "data" / "busbra_v1"
+    target.mkdir(parents=True)
+    (target / "mine.txt").write_text("keep")
+    with pytest.raises(UserError, match="busbra_v1 already exists; remove it, .* --overwrite"):
+        prepare(TASKS.get("busbra"), tmp_path / "raw", tmp_path / "data")
+    assert (target / "mine.txt").read_text() == "keep"
+    prepare(TASKS.get("busbra"), tmp_path / "raw", tmp_path / "data", overwrite=True)
+    assert not (target / "mine.txt").exists() and (target / "train.json").is_file()
+    assert [p.name for p in (tmp_path / "data").iterdir()] == ["busbra_v1"]
+
+
+@pytest.mark.parametrize("failure", [UserError("raw image unreadable"), KeyboardInterrupt()])
+def test_a_failure_midway_leaves_nothing(tmp_path, monkeypatch, failure):
+    def write(raw, out):
+        (out / "toy_v1" / "images").mkdir(parents=True)
+        (out / "toy_v1" / "images" / "half.png").write_bytes(b"\x89PNG")
+        raise failure
+
+    card = _register(monkeypatch, write)
+    (tmp_path / "raw").mkdir()
+    with pytest.raises(type(failure)):
+        prepare(card, tmp_path / "raw", tmp_path / "data")
+    assert list((tmp_path / "data").iterdir()) == []
+
+
+def test_an_invalid_result_is_refused_and_not_published(tmp_path, monkeypatch):
+    def write(raw, out):
+        (out / "toy_v1").mkdir()
+        (out / "toy_v1" / "train.json").write_text("[]")
+
+    card = _register(monkeypatch, write)
+    (tmp_path / "raw").mkdir()
+    with pytest.raises(
+        UserError,
+        match=r"invalid toy_v1 folder \(train.json has no records; missing split file validation",
+    ):
+        prepare(card, tmp_path / "raw", tmp_path / "data")
+    assert list((tmp_path / "data").iterdir()) == []
+
+
+def test_a_bad_raw_tree_is_refused_before_anything_is_created(tmp_path):
+    (tmp_path / "raw").mkdir()
+    with pytest.raises(UserError, match="does not hold the BUS-BRA download"):
+        prepare(TASKS.get("busbra"), tmp_path / "raw", tmp_path / "data")
+    assert not (tmp_path / "data").exists()
+
+
+def test_the_preparer_must_write_the_card_s_folder(tmp_path, monkeypatch):
+    card = _register(monkeypatch, lambda raw, out: (out / "other").mkdir())
+    (tmp_path / "raw").mkdir()
+    with pytest.raises(UserError, match="wrote no toy_v1 folder"):
+        prepare(card, tmp_path / "raw", tmp_path / "data")
+    assert list((tmp_path / "data").iterdir()) == []

@@ -1,0 +1,152 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from result_records import make_record, write_records
+
+from ultrabench_eval import regression, results
+from ultrabench_eval.cli import main
+from ultrabench_eval.errors import UserError
+
+ROOT = Path(__file__).resolve().parent.parent
+CI_BASELINE = ROOT / "results" / "baselines" / "synth-weightfree.json"
+
+
+def _records(**means):
+    """One linear record per model on task t (std 0.5)."""
+    return [make_record(model, "t", mean) for model, mean in means.items()]
+
+
+def _status(checks):
+    return {c.model: c.status for c in checks}
+
+
+def test_drops_beyond_the_tolerance_fail():
+    baseline = regression.make_baseline(_records(a=50.0, b=50.0, c=50.0, d=50.0, gone=50.0))
+    now = _records(a=48.9, b=49.0, c=50.5, d=53.0, new=10.0)
+    checks, new = regression.check(baseline, now)  # default: 1 point
+    assert _status(checks) == {
+        "a": "dropped",  # 1.1 points
+        "b": "ok",  # exactly the tolerance
+        "c": "ok",
+        "d": "improved",
+        "gone": "missing",  # a baseline cell without a record fails too
+    }
+    assert [c.model for c in checks if c.failed] == ["a", "gone"]
+    assert checks[0].change == pytest.approx(-1.1)
+    assert new == [("new", "t", "linear")]
+    checks, _ = regression.check(baseline, now, tolerance=1.2)
+    assert _status(checks)["a"] == "ok"
+
+
+def test_tolerance_in_baseline_std():
+    baseline = regression.make_baseline(
+        [make_record("a", "t", 50.0, std=2.0), make_record("b", "t", 50.0, std=0.0)]
+    )
+    now = [make_record("a", "t", 47.5, std=2.0), make_record("b", "t", 49.99, std=0.0)]
+    checks, _ = regression.check(baseline, now, tolerance_std=1.5)  # a may drop 3.0, b nothing
+    assert _status(checks) == {"a": "ok", "b": "dropped"}
+    assert [c.allowed_drop for c in checks] == [3.0, 0.0]
+    checks, _ = regression.check(baseline, now, tolerance_std=1.0)
+    assert _status(checks)["a"] == "dropped"
+    with pytest.raises(UserError, match="not both"):
+        regression.check(baseline, now, tolerance=1.0, tolerance_std=1.0)
+
+
+def test_a_different_setup_is_not_compared():
+    baseline = regression.make_baseline([make_record("a", "t", 50.0, seeds=2)])
+    checks, _ = regression.check(baseline, [make_record("a", "t", 50.0, seeds=5)])
+    assert checks[0].status == "setup differs" and checks[0].failed
+    assert "seeds: 2 then, 5 now" in checks[0].detail
+
+
+def test_check_command_update_pass_and_planted_drop(capsys, tmp_path):
+    res = write_records(tmp_path / "res", _records(a=50.0, b=60.0))
+    baseline = tmp_path / "base" / "baseline.json"
+    args = ["check", "--baseline", str(baseline), "--results", str(res)]
+    assert main(args) == 2  # no baseline yet: one line says how to make one
+    assert "check --update" in capsys.readouterr().err
+    assert main([*args, "--update"]) == 0
+    assert "wrote 2 cells" in capsys.readouterr().out
+    assert [p.name for p in baseline.parent.iterdir()] == ["baseline.json"]  # no temporary left
+    stored = json.loads(baseline.read_text())
+    assert [(c["model"], c["mean"]) for c in stored["cells"]] == [("a", 50.0), ("b", 60.0)]
+
+    assert main(args) == 0
+    assert (
+        "2 baseline cells (allowed drop 1.00 points of macro-F1): 2 ok -> pass"
+        in capsys.readouterr().out
+    )
+
+    # plant a drop: b's record now scores 2 points less
+    results.write_record(res, make_record("b", "t", 58.0))
+    assert main(args) == 1
+    out = capsys.readouterr().out
+    fail_lines = [line for line in out.splitlines() if line.startswith("| FAIL")]
+    assert len(fail_lines) == 1 and "| b " in fail_lines[0] and "-2.00" in fail_lines[0]
+    assert "1 dropped" in out and "-> FAIL" in out
+    assert main([*args, "--tolerance", "2.5"]) == 0
+    capsys.readouterr()
+    assert main([*args, "--tolerance-std", "3"]) == 1  # 3 x 0.5 = 1.5 < 2
+    capsys.readouterr()
+
+    # --update accepts the new scores
+    assert main([*args, "--update"]) == 0 and main(args) == 0
+
+
+def test_bad_baseline_is_one_clear_error(capsys, tmp_path):
+    res = write_records(tmp_path / "res", _records(a=50.0))
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"schema": "something else"}')
+    assert main(["check", "--baseline", str(bad), "--results", str(res)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is not a ubench baseline" in err
+
+
+def test_the_ci_baseline_matches_the_ci_configuration():
+    stored = regression.read_baseline(CI_BASELINE)
+    cells = {regression.cell_key(c): c for c in stored["cells"]}
+    assert {m for m, _, _ in cells} == {"pixels", "hog"}
+    assert {t for _, t, _ in cells} == {"synth-lesion", "synth-texture", "synth-view"}
+    assert {p for _, _, p in cells} == {"linear", "linear@10%"}
+    assert all(c["setup"]["seeds"] == 2 for c in cells.values())
+
+
+def _bench_check(work, *args, baseline=None):
+    env = dict(os.environ)
+    env.update(
+        BENCH_CHECK_WORK=str(work),
+        UBENCH=str(Path(sys.executable).parent / "ubench"),
+        BENCH_CHECK_BASELINE=str(baseline or CI_BASELINE),
+    )
+    return subprocess.run(
+        [str(ROOT / ".ci" / "bench-check"), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_ci_script_passes_then_fails_on_a_planted_drop(tmp_path):
+    """The script CI runs: the committed baseline passes; a record that scores less fails."""
+    work = tmp_path / "work"
+    run = _bench_check(work)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "12 baseline cells (allowed drop 1.00 points of macro-F1): 12 ok -> pass" in run.stdout
+    # plant a drop: one record loses 3 points; its inputs are unchanged, so the re-run reuses it
+    path = results.record_path(work / "results", "hog", "synth-view", "linear")
+    record = json.loads(path.read_text())
+    record["scores"]["mean"] -= 3.0
+    path.write_text(json.dumps(record))
+    run = _bench_check(work)
+    assert run.returncode == 1, run.stdout + run.stderr
+    [fail] = [line for line in run.stdout.splitlines() if line.startswith("| FAIL")]
+    assert "| hog " in fail and "| synth-view " in fail and "-3.00" in fail
+    # and --update writes the baseline it was pointed at, not the committed one
+    copy = tmp_path / "baseline.json"
+    run = _bench_check(work, "--update", baseline=copy)
+    assert run.returncode == 0 and "wrote 12 cells" in run.stdout

@@ -1,0 +1,174 @@
+import shutil
+import subprocess
+from html.parser import HTMLParser
+
+import numpy as np
+import pytest
+from PIL import Image
+from result_records import make_record, write_records
+
+from ultrabench_eval import leaderboard, plots, report
+from ultrabench_eval.cli import main
+
+VOID = {"meta", "br", "hr", "img", "link", "input", "wbr", "col", "source"}
+
+
+class PageChecker(HTMLParser):
+    """Well-formedness (every element closed, in order) and what the page holds."""
+
+    def __init__(self):
+        super().__init__()
+        self.stack, self.errors = [], []
+        self.tables, self.figures, self.svgs_in_figures = [], [], 0
+        self.headings, self.external, self.scripts = [], [], 0
+        self._heading = None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "table":
+            self.tables.append(attrs.get("class", ""))
+        if tag == "figure":
+            self.figures.append(attrs.get("id"))
+        if tag == "svg" and "figure" in self.stack:
+            self.svgs_in_figures += 1
+        if tag == "script":
+            self.scripts += 1
+        for name in ("src", "href", "xlink:href"):
+            value = attrs.get(name)
+            if value is not None and not value.startswith("#"):
+                self.external.append(value)
+        if tag in ("h2", "h3"):
+            self._heading = ""
+        if tag not in VOID:
+            self.stack.append(tag)
+
+    def handle_startendtag(self, tag, attrs):
+        for name in ("src", "href", "xlink:href"):
+            value = dict(attrs).get(name)
+            if value is not None and not value.startswith("#"):
+                self.external.append(value)
+
+    def handle_endtag(self, tag):
+        if tag in VOID:
+            return
+        if not self.stack or self.stack[-1] != tag:
+            self.errors.append(f"</{tag}> closes <{self.stack[-1] if self.stack else None}>")
+            return
+        self.stack.pop()
+        if tag in ("h2", "h3"):
+            self.headings.append(self._heading.strip())
+            self._heading = None
+
+    def handle_data(self, data):
+        if self._heading is not None:
+            self._heading += data
+
+
+def _records():
+    labels = np.repeat([0, 1], 20).tolist()
+    right = [labels] * 2
+    flipped = [[1 - y if i % 5 == 0 else y for i, y in enumerate(labels)]] * 2
+    out = [
+        make_record(
+            "pixels", "synth-lesion", labels=labels, predictions=flipped, classes=("a", "b")
+        ),
+        make_record("hog", "synth-lesion", labels=labels, predictions=right, classes=("a", "b")),
+        make_record("pixels", "synth-view", 41.0, 2.0),
+        make_record("hog", "synth-view", 52.0, 1.0),
+        # one cell of the published US-JEPA table
+        make_record("usfm", "fatty-liver", 70.0, 2.0, probe="us-jepa-2026"),
+    ]
+    for fraction, mean in ((0.5, 40.0), (0.1, 30.0)):
+        out.append(make_record("pixels", "synth-view", mean, 3.0, fraction=fraction))
+        out.append(make_record("hog", "synth-view", mean + 5, 3.0, fraction=fraction))
+    for severity in (1, 2, 3):
+        out.append(
+            make_record("hog", "synth-view", 52.0 - 4 * severity, 1.0, view=f"speckle-s{severity}")
+        )
+        out.append(
+            make_record(
+                "pixels", "synth-view", 41.0 - 6 * severity, 1.0, view=f"speckle-s{severity}"
+            )
+        )
+    return out
+
+
+def test_report_is_one_well_formed_self_contained_page(tmp_path):
+    records = _records()
+    page = report.build(records, tmp_path)
+    checker = PageChecker()
+    checker.feed(page)
+    checker.close()
+    assert checker.errors == [] and checker.stack == []
+    assert page.startswith("<!DOCTYPE html>")
+    # nothing to fetch: no script, no stylesheet or image from elsewhere
+    assert checker.scripts == 0 and checker.external == []
+    # every leaderboard table, under its own heading
+    tables = leaderboard.build_tables(records)
+    assert checker.tables.count("dataframe leaderboard") == len(tables) == 5
+    for table in tables:
+        assert table.title in checker.headings
+    # every plot, as inline SVG inside its figure
+    names = [p.name for p in plots.make_plots(records)]
+    assert checker.figures == [f"plot-{name}" for name in names]
+    assert checker.svgs_in_figures == len(names) == 4
+    # the published table we share a cell with, and the run's metadata
+    assert any(h.startswith("ours (us-jepa-2026) vs US-JEPA") for h in checker.headings)
+    assert "usfm (USFM)" in page and "-3.6" in page and "-0.41" in page
+    for heading in ("Models", "Tasks", "Protocols", "Environment"):
+        assert heading in checker.headings
+    assert "pixels-fp" in page and "1 of 80 published cells run" in page
+
+
+def test_page_checker_catches_a_broken_page():
+    checker = PageChecker()
+    checker.feed("<html><body><table><tr><td>x</tr></table></body></html>")
+    assert checker.errors
+
+
+def test_report_command_writes_the_page(capsys, tmp_path):
+    res = write_records(tmp_path / "res", _records())
+    assert main(["report", "--results", str(res)]) == 0
+    out = res / "report.html"
+    assert capsys.readouterr().out.strip() == str(out)
+    assert out.read_text().startswith("<!DOCTYPE html>")
+    assert main(["report", "--results", str(res), "--out", str(tmp_path / "r.html")]) == 0
+    assert (tmp_path / "r.html").read_text() == out.read_text()  # the same records, the same page
+
+
+def test_report_without_records_is_one_clear_error(capsys, tmp_path):
+    (tmp_path / "res").mkdir()
+    assert main(["report", "--results", str(tmp_path / "res")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no result records" in err
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not installed")
+def test_report_renders_in_headless_chromium(tmp_path):
+    res = write_records(tmp_path / "res", _records())
+    assert main(["report", "--results", str(res)]) == 0
+    shot = tmp_path / "shot.png"
+    run = subprocess.run(
+        [
+            "chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            f"--screenshot={shot}",
+            "--window-size=1400,2000",
+            (res / "report.html").as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0 and shot.exists(), run.stderr[-2000:]
+    pixels = np.asarray(Image.open(shot).convert("L"))
+    assert pixels.shape == (2000, 1400)
+    # text and plots drawn: many dark pixels and many shades, not a blank or error page
+    assert (pixels < 100).mean() > 0.005 and len(np.unique(pixels)) > 50
