@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
-Objective = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+# objective(w [R, n], rows [R]) -> (f [R], gradient [R, n]) for the problems `rows`
+Objective = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 _C1 = 1e-4  # sufficient-decrease constant of the Armijo test
 _MAX_LINE_SEARCH = 40
@@ -107,13 +108,14 @@ def minimize_batched(
     max_iter: int,
     history: int = 10,
 ) -> BatchedMinimum:
-    """Minimise G problems from `w0` [G, n]; `objective(w)` returns (f [G], gradient [G, n]).
+    """Minimise G problems from `w0` [G, n]; `objective(w, rows)` returns (f, gradient) of the
+    problems `rows` at their weights `w`, so only problems still searching are evaluated.
 
     A problem stops when its max-abs gradient is <= `tol`, or when two line searches in a row
     find no acceptable step (the round-off floor); its weights then stay fixed.
     """
     w = w0.clone()
-    f, g = objective(w)
+    f, g = objective(w, torch.arange(w.shape[0], device=w.device))
     n_problems, n = w.shape
     hist = _History(n_problems, n, history, w)
     iterations = torch.zeros(n_problems, dtype=torch.long, device=w.device)
@@ -175,30 +177,33 @@ def _line_search(
     step: torch.Tensor,
     active: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Backtracking for every problem at once; each keeps its own step. Every round evaluates
-    all problems (one GEMM pair): cheaper than gathering the ones still searching."""
+    """Backtracking for the problems still searching, each with its own step; only they are
+    evaluated, so converged problems cost nothing."""
     searching = active.clone()
     accepted = torch.zeros_like(active)
     w_new, f_new, g_new = w.clone(), f.clone(), g.clone()
+    step = step.clone()
     for _ in range(_MAX_LINE_SEARCH):
-        if not bool(searching.any()):
+        rows = torch.nonzero(searching).squeeze(1)
+        if rows.numel() == 0:
             break
-        w_try = w + step.unsqueeze(1) * direction
-        f_try, g_try = objective(w_try)
-        d_try = (g_try * direction).sum(dim=1)
-        armijo = f_try <= f + _C1 * step * slope
-        approx = (f_try <= f + _F_NOISE * f.abs()) & (d_try <= (2 * _C1 - 1) * slope)
-        ok = searching & (armijo | approx) & torch.isfinite(f_try)
-        keep = ok.unsqueeze(1)
-        w_new = torch.where(keep, w_try, w_new)
-        g_new = torch.where(keep, g_try, g_new)
-        f_new = torch.where(ok, f_try, f_new)
-        accepted |= ok
-        searching &= ~ok
+        t, d0, f0 = step[rows], slope[rows], f[rows]
+        move = direction[rows]
+        w_try = w[rows] + t.unsqueeze(1) * move
+        f_try, g_try = objective(w_try, rows)
+        d_try = (g_try * move).sum(dim=1)
+        armijo = f_try <= f0 + _C1 * t * d0
+        approx = (f_try <= f0 + _F_NOISE * f0.abs()) & (d_try <= (2 * _C1 - 1) * d0)
+        ok = (armijo | approx) & torch.isfinite(f_try)
+        done = rows[ok]
+        w_new[done], f_new[done], g_new[done] = w_try[ok], f_try[ok], g_try[ok]
+        accepted[done] = True
+        searching[done] = False
         # Shrink to the minimiser of the quadratic matching phi'(0) and phi'(t), kept in
         # [0.1 t, 0.5 t] so the search neither stalls nor overshoots.
-        secant = step * slope / (slope - d_try)
-        secant = torch.where(torch.isfinite(secant) & (d_try > slope), secant, 0.5 * step)
-        shrunk = torch.minimum(torch.maximum(secant, 0.1 * step), 0.5 * step)
-        step = torch.where(searching, shrunk, step)
+        secant = t * d0 / (d0 - d_try)
+        secant = torch.where(torch.isfinite(secant) & (d_try > d0), secant, 0.5 * t)
+        shrunk = torch.minimum(torch.maximum(secant, 0.1 * t), 0.5 * t)
+        again = ~ok
+        step[rows[again]] = shrunk[again]
     return w_new, f_new, g_new, accepted

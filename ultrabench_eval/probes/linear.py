@@ -131,6 +131,11 @@ class BatchedLogisticFit:
     objective: np.ndarray  # [G] scaled objective at the solution
 
 
+# Above this many values in one set's design matrix, its GEMMs are big enough that a Python loop
+# over the sets costs nothing next to them, and it wastes no work on padding.
+_PER_SET_GEMM_ABOVE = 1_000_000
+
+
 class _BatchedLogisticLoss:
     """Scaled objective and gradient of S training sets x G values of C.
 
@@ -154,26 +159,84 @@ class _BatchedLogisticLoss:
         penalised[-1] = 0.0
         self.penalty = lam.reshape(self.s * self.g, 1, 1) * penalised  # [S*G, D+1, P]
 
-    def __call__(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Objective [S*G] and gradient [S*G, (D+1)*P] at flat weights [S*G, (D+1)*P]."""
-        s, n, d1, g, p = self.s, self.n, self.d1, self.g, self.p
-        w3 = w.view(s * g, d1, p)
-        ws = w.view(s, g, d1, p).permute(0, 2, 1, 3).reshape(s, d1, g * p)
-        z = torch.bmm(self.x1, ws).view(s, n, g, p)
+    def __call__(self, w: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Objective [R] and gradient [R, (D+1)*P] of problems `rows` (indices s*G + c, sorted)
+        at their flat weights `w` [R, (D+1)*P].
+
+        Only the sets with a problem in `rows` enter the GEMMs, each with as many columns as
+        the set with the most such problems (the others padded): problems that have converged
+        cost nothing.
+        """
+        n, d1, g, p = self.n, self.d1, self.g, self.p
+        sets = torch.div(rows, g, rounding_mode="floor")
+        if n * d1 >= _PER_SET_GEMM_ABOVE:
+            return self._per_set(w, rows, sets)
+        used, per_set = torch.unique_consecutive(sets, return_counts=True)
+        width = int(per_set.max())
+        # slot of each row inside its set's block of `width` columns
+        starts = torch.cumsum(per_set, 0) - per_set
+        slot = torch.arange(len(rows), device=rows.device) - torch.repeat_interleave(
+            starts, per_set
+        )
+        block = torch.repeat_interleave(torch.arange(len(used), device=rows.device), per_set)
+        s = len(used)
+        w3 = w.view(-1, d1, p)
+        ws = w3.new_zeros(s, width, d1, p)
+        ws[block, slot] = w3
+        x1, x1t = self._design(used)
+        z = torch.bmm(x1, ws.permute(0, 2, 1, 3).reshape(s, d1, width * p))
+        z = z.view(s, n, width, p)
         if p == 1:  # binomial: class 0 is the reference with logit 0
             z = torch.cat([torch.zeros_like(z), z], dim=3)
-        lse = torch.logsumexp(z, dim=3)  # [S, N, G]
-        z_true = z.gather(3, self.y.view(s, n, 1, 1).expand(-1, -1, g, 1)).squeeze(3)
-        reg = self.penalty * w3
-        ce = torch.einsum("sn,sng->sg", self.sw, lse - z_true).reshape(s * g)
+        lse = torch.logsumexp(z, dim=3)  # [s, N, width]
+        y = self.y[used]
+        z_true = z.gather(3, y.view(s, n, 1, 1).expand(-1, -1, width, 1)).squeeze(3)
+        sw = self.sw[used]
+        ce = torch.einsum("sn,snw->sw", sw, lse - z_true)[block, slot]
+        reg = self.penalty[rows] * w3
         value = ce + 0.5 * (reg * w3).sum(dim=(1, 2))
-        resid = torch.exp(z - lse.unsqueeze(3)) - self.onehot.unsqueeze(2)
-        resid = resid * self.sw.view(s, n, 1, 1)
+        resid = torch.exp(z - lse.unsqueeze(3)) - self.onehot[used].unsqueeze(2)
+        resid = resid * sw.view(s, n, 1, 1)
         if p == 1:
             resid = resid[..., 1:]
-        grad = torch.bmm(self.x1t, resid.reshape(s, n, g * p)).view(s, d1, g, p)
-        grad = grad.permute(0, 2, 1, 3).reshape(s * g, d1, p)
-        return value, (grad + reg).reshape(s * g, d1 * p)
+        grad = torch.bmm(x1t, resid.reshape(s, n, width * p)).view(s, d1, width, p)
+        grad = grad.permute(0, 2, 1, 3)[block, slot]
+        return value, (grad + reg).reshape(len(rows), d1 * p)
+
+    def _per_set(
+        self, w: torch.Tensor, rows: torch.Tensor, sets: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One GEMM pair per set, over its live problems only: for large sets, where padding
+        sets to a common width or copying design matrices would cost more than the loop."""
+        n, d1, p = self.n, self.d1, self.p
+        w3 = w.view(-1, d1, p)
+        value = w.new_empty(len(rows))
+        grad = w.new_empty(len(rows), d1, p)
+        for s in torch.unique_consecutive(sets).tolist():
+            at = torch.nonzero(sets == s).squeeze(1)
+            m = len(at)
+            z = (self.x1[s] @ w3[at].permute(1, 0, 2).reshape(d1, m * p)).view(n, m, p)
+            if p == 1:
+                z = torch.cat([torch.zeros_like(z), z], dim=2)
+            lse = torch.logsumexp(z, dim=2)  # [N, m]
+            z_true = z.gather(2, self.y[s].view(n, 1, 1).expand(-1, m, 1)).squeeze(2)
+            sw = self.sw[s]
+            resid = (torch.exp(z - lse.unsqueeze(2)) - self.onehot[s].unsqueeze(1)) * sw.view(
+                n, 1, 1
+            )
+            if p == 1:
+                resid = resid[..., 1:]
+            reg = self.penalty[rows[at]] * w3[at]
+            value[at] = sw @ (lse - z_true) + 0.5 * (reg * w3[at]).sum(dim=(1, 2))
+            data = (self.x1t[s] @ resid.reshape(n, m * p)).view(d1, m, p).permute(1, 0, 2)
+            grad[at] = data + reg
+        return value, grad.reshape(len(rows), d1 * p)
+
+    def _design(self, used: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The design matrices of the sets `used` (views when every set is: no copy)."""
+        if len(used) == self.s:
+            return self.x1, self.x1t
+        return self.x1.index_select(0, used), self.x1t.index_select(0, used)
 
 
 def _row_space(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
