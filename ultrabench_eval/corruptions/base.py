@@ -116,24 +116,20 @@ def normal_noise(
     generators: list[torch.Generator], shape: tuple[int, ...], device: torch.device
 ) -> torch.Tensor:
     """Standard normal noise of `shape` per image, float32 [B, *shape] on `device`."""
-    return torch.stack(
-        [
-            torch.randn(shape, generator=g, device=device)
-            for g in noise_generators(generators, device)
-        ]
-    )
+    out = torch.empty((len(generators), *shape), device=device)
+    for row, g in zip(out, noise_generators(generators, device), strict=True):
+        row.normal_(generator=g)  # drawn in place: no per-image tensor to stack
+    return out
 
 
 def uniform_noise(
     generators: list[torch.Generator], shape: tuple[int, ...], device: torch.device
 ) -> torch.Tensor:
     """Uniform [0, 1) noise of `shape` per image, float32 [B, *shape] on `device`."""
-    return torch.stack(
-        [
-            torch.rand(shape, generator=g, device=device)
-            for g in noise_generators(generators, device)
-        ]
-    )
+    out = torch.empty((len(generators), *shape), device=device)
+    for row, g in zip(out, noise_generators(generators, device), strict=True):
+        row.uniform_(generator=g)
+    return out
 
 
 def masked_mean(values: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:

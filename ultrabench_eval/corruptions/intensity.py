@@ -22,7 +22,7 @@ class GaussianNoise(Corruption):
 
     def apply(self, images, masks, severity, generators):
         noise = normal_noise(generators, tuple(images.shape[1:]), images.device)
-        return images + self.parameter(severity) * noise
+        return noise.mul_(self.parameter(severity)).add_(images)
 
 
 class ContrastDepletion(Corruption):
