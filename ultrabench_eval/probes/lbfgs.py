@@ -63,17 +63,23 @@ class _History:
     def has_pairs(self) -> torch.Tensor:
         return (self.stamp >= 0).any(dim=1)
 
-    def inverse_hessian_times(self, g: torch.Tensor) -> torch.Tensor:
-        """H g for every problem, H the L-BFGS inverse-Hessian estimate (compact form)."""
-        order = torch.argsort(self.stamp, dim=1)  # oldest first; empty slots sort first
-        s_y = torch.bmm(self.s, self.y.transpose(1, 2))  # [G, m, m], slot order
-        y_y = torch.bmm(self.y, self.y.transpose(1, 2))
+    def inverse_hessian_times(self, g: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """H g for the problems `rows` (g: [R, n]), H the L-BFGS inverse-Hessian estimate
+        (compact form). Only their histories are read: converged problems cost nothing."""
+        if rows.numel() == self.s.shape[0]:
+            hist_s, hist_y, stamp, gamma = self.s, self.y, self.stamp, self.gamma
+        else:
+            hist_s, hist_y = self.s[rows], self.y[rows]
+            stamp, gamma = self.stamp[rows], self.gamma[rows]
+        order = torch.argsort(stamp, dim=1)  # oldest first; empty slots sort first
+        s_y = torch.bmm(hist_s, hist_y.transpose(1, 2))  # [R, m, m], slot order
+        y_y = torch.bmm(hist_y, hist_y.transpose(1, 2))
         s_y = _permute2(s_y, order)
         y_y = _permute2(y_y, order)
-        gamma = self.gamma.view(-1, 1)
-        u = torch.gather(torch.bmm(self.s, g.unsqueeze(2)).squeeze(2), 1, order)
-        v = gamma * torch.gather(torch.bmm(self.y, g.unsqueeze(2)).squeeze(2), 1, order)
-        empty = torch.gather(self.stamp, 1, order) < 0
+        gamma = gamma.view(-1, 1)
+        u = torch.gather(torch.bmm(hist_s, g.unsqueeze(2)).squeeze(2), 1, order)
+        v = gamma * torch.gather(torch.bmm(hist_y, g.unsqueeze(2)).squeeze(2), 1, order)
+        empty = torch.gather(stamp, 1, order) < 0
         diag = torch.diagonal(s_y, dim1=1, dim2=2)
         r = torch.triu(s_y)
         # An empty slot's row and column are zero; a unit diagonal keeps R invertible and the
@@ -88,8 +94,8 @@ class _History:
         bottom_slots = torch.zeros_like(bottom).scatter_(1, order, bottom)
         return (
             gamma * g
-            + torch.bmm(top_slots.unsqueeze(1), self.s).squeeze(1)
-            + gamma * torch.bmm(bottom_slots.unsqueeze(1), self.y).squeeze(1)
+            + torch.bmm(top_slots.unsqueeze(1), hist_s).squeeze(1)
+            + gamma * torch.bmm(bottom_slots.unsqueeze(1), hist_y).squeeze(1)
         )
 
 
@@ -125,12 +131,13 @@ def minimize_batched(
     for now in range(max_iter):
         if not bool(active.any()):
             break
-        direction = -hist.inverse_hessian_times(g)
+        live = torch.nonzero(active).squeeze(1)
+        direction = torch.zeros_like(g)
+        direction[live] = -hist.inverse_hessian_times(g[live], live)
         slope = (g * direction).sum(dim=1)
         # Not a descent direction (round-off in a stale history): use steepest descent.
-        bad = slope >= 0
+        bad = active & (slope >= 0)
         direction = torch.where(bad.unsqueeze(1), -g, direction)
-        direction = direction * active.unsqueeze(1).to(direction.dtype)
         slope = (g * direction).sum(dim=1)
         # Without curvature information, start with a unit-length move (as L-BFGS-B does).
         step = torch.where(

@@ -188,15 +188,14 @@ class _BatchedLogisticLoss:
         z = z.view(s, n, width, p)
         if p == 1:  # binomial: class 0 is the reference with logit 0
             z = torch.cat([torch.zeros_like(z), z], dim=3)
-        lse = torch.logsumexp(z, dim=3)  # [s, N, width]
+        lse, probs = _log_softmax_parts(z, dim=3)  # [s, N, width], [s, N, width, K]
         y = self.y[used]
         z_true = z.gather(3, y.view(s, n, 1, 1).expand(-1, -1, width, 1)).squeeze(3)
         sw = self.sw[used]
         ce = torch.einsum("sn,snw->sw", sw, lse - z_true)[block, slot]
         reg = self.penalty[rows] * w3
         value = ce + 0.5 * (reg * w3).sum(dim=(1, 2))
-        resid = torch.exp(z - lse.unsqueeze(3)) - self.onehot[used].unsqueeze(2)
-        resid = resid * sw.view(s, n, 1, 1)
+        resid = probs.sub_(self.onehot[used].unsqueeze(2)).mul_(sw.view(s, n, 1, 1))
         if p == 1:
             resid = resid[..., 1:]
         grad = torch.bmm(x1t, resid.reshape(s, n, width * p)).view(s, d1, width, p)
@@ -212,24 +211,26 @@ class _BatchedLogisticLoss:
         w3 = w.view(-1, d1, p)
         value = w.new_empty(len(rows))
         grad = w.new_empty(len(rows), d1, p)
-        for s in torch.unique_consecutive(sets).tolist():
-            at = torch.nonzero(sets == s).squeeze(1)
-            m = len(at)
-            z = (self.x1[s] @ w3[at].permute(1, 0, 2).reshape(d1, m * p)).view(n, m, p)
+        # `rows` is sorted, so each set's problems are one contiguous run: slices, not gathers
+        used, counts = torch.unique_consecutive(sets, return_counts=True)
+        start = 0
+        for s, m in zip(used.tolist(), counts.tolist(), strict=True):
+            run = slice(start, start + m)
+            start += m
+            ws = w3[run]
+            z = (self.x1[s] @ ws.permute(1, 0, 2).reshape(d1, m * p)).view(n, m, p)
             if p == 1:
                 z = torch.cat([torch.zeros_like(z), z], dim=2)
-            lse = torch.logsumexp(z, dim=2)  # [N, m]
+            lse, probs = _log_softmax_parts(z, dim=2)  # [N, m], [N, m, K]
             z_true = z.gather(2, self.y[s].view(n, 1, 1).expand(-1, m, 1)).squeeze(2)
             sw = self.sw[s]
-            resid = (torch.exp(z - lse.unsqueeze(2)) - self.onehot[s].unsqueeze(1)) * sw.view(
-                n, 1, 1
-            )
+            resid = probs.sub_(self.onehot[s].unsqueeze(1)).mul_(sw.view(n, 1, 1))
             if p == 1:
                 resid = resid[..., 1:]
-            reg = self.penalty[rows[at]] * w3[at]
-            value[at] = sw @ (lse - z_true) + 0.5 * (reg * w3[at]).sum(dim=(1, 2))
+            reg = self.penalty[rows[run]] * ws
+            value[run] = sw @ (lse - z_true) + 0.5 * (reg * ws).sum(dim=(1, 2))
             data = (self.x1t[s] @ resid.reshape(n, m * p)).view(d1, m, p).permute(1, 0, 2)
-            grad[at] = data + reg
+            torch.add(data, reg, out=grad[run])
         return value, grad.reshape(len(rows), d1 * p)
 
     def _design(self, used: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -237,6 +238,14 @@ class _BatchedLogisticLoss:
         if len(used) == self.s:
             return self.x1, self.x1t
         return self.x1.index_select(0, used), self.x1t.index_select(0, used)
+
+
+def _log_softmax_parts(z: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """logsumexp of z along `dim`, and the softmax: one exp pass for both."""
+    top = z.amax(dim=dim, keepdim=True)
+    e = (z - top).exp_()
+    total = e.sum(dim=dim, keepdim=True)
+    return (top + total.log()).squeeze(dim), e.div_(total)
 
 
 def _row_space(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
