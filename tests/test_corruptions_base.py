@@ -88,6 +88,32 @@ def test_masked_statistics_match_indexing():
     assert means[2].item() == 0.0
 
 
+def test_the_eight_bit_median_is_the_same_float_as_the_selection():
+    # images from the store are levels k / 255: the histogram path must give exactly the value
+    # torch's median picks, for odd and even counts, empty masks and one-pixel masks
+    g = torch.Generator().manual_seed(4)
+    levels = torch.randint(0, 256, (6, 1, 8, 9), generator=g, dtype=torch.uint8)
+    values = levels.to(torch.float32).div_(255.0)
+    masks = torch.rand(6, 1, 8, 9, generator=g) > 0.5
+    masks[3] = False
+    masks[4] = False
+    masks[4, 0, 2, 5] = True
+    masks[5, 0, :, :] = True
+    masks[5, 0, 0, 0] = False  # an odd count
+    assert base._eight_bit_median(values.flatten(1), masks.flatten(1)) is not None  # fast path
+    medians = base.masked_median(values, masks)
+    for i in range(6):
+        chosen = values[i][masks[i]] if bool(masks[i].any()) else values[i].flatten()
+        assert medians[i].item() == chosen.median().item()
+
+
+def test_values_off_the_eight_bit_levels_take_the_selection():
+    values = torch.full((1, 1, 4, 4), 0.5)  # 127.5 / 255: not a level
+    masks = torch.ones(1, 1, 4, 4, dtype=torch.bool)
+    assert base._eight_bit_median(values.flatten(1), masks.flatten(1)) is None
+    assert base.masked_median(values, masks).item() == 0.5
+
+
 def test_scaled_lengths_follow_the_image_side():
     assert base.scaled(2.0, torch.zeros(1, 1, 112, 112)) == 1.0
     assert base.scaled(2.0, torch.zeros(1, 1, 224, 224)) == 2.0

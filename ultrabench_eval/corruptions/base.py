@@ -146,5 +146,32 @@ def masked_median(values: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     flat = values.flatten(1)
     inside = masks.flatten(1)
     empty = ~inside.any(dim=1, keepdim=True)
-    picked = torch.where(inside | empty, flat, torch.full_like(flat, float("nan")))
+    counted = inside | empty
+    eight_bit = _eight_bit_median(flat, counted)
+    if eight_bit is not None:
+        return eight_bit.view(-1, 1, 1, 1)
+    picked = torch.where(counted, flat, torch.full_like(flat, float("nan")))
     return picked.nanmedian(dim=1).values.view(-1, 1, 1, 1)
+
+
+def _eight_bit_median(flat: torch.Tensor, counted: torch.Tensor) -> torch.Tensor | None:
+    """The lower median by a 256-bin histogram, when every value is an 8-bit level k / 255 as
+    the image store's images are (a corruption's input is, unless another came before it):
+    exact, and several times cheaper than a selection. None when any value is not a level."""
+    levels = flat * 255.0
+    rounded = levels.round()
+    if not bool(torch.equal(rounded, levels)):
+        return None
+    lowest, highest = torch.aminmax(rounded)
+    if float(lowest) < 0 or float(highest) > 255:
+        return None
+    b = flat.shape[0]
+    # one block of 256 bins per image, and one last bin that takes every pixel not counted
+    # (cheaper than selecting the counted ones)
+    offsets = 256 * torch.arange(b, device=flat.device).view(-1, 1)
+    bins = torch.where(counted, rounded.to(torch.long) + offsets, 256 * b)
+    counts = torch.bincount(bins.flatten(), minlength=256 * b + 1)[: 256 * b].view(b, 256)
+    rank = (counts.sum(dim=1, keepdim=True) - 1) // 2  # the lower median's 0-based rank
+    level = (counts.cumsum(dim=1) > rank).to(torch.int8).argmax(dim=1)
+    # the same float the value has: an 8-bit level divided by 255 in the values' dtype
+    return level.to(flat.dtype) / 255.0
