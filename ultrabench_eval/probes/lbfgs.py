@@ -129,29 +129,31 @@ def minimize_batched(
     active = g.abs().amax(dim=1) > tol
 
     for now in range(max_iter):
-        if not bool(active.any()):
-            break
+        # Every tensor of the iteration covers the live problems only: late in a C grid a
+        # handful of large-C problems remain, and the rest must cost nothing.
         live = torch.nonzero(active).squeeze(1)
-        direction = torch.zeros_like(g)
-        direction[live] = -hist.inverse_hessian_times(g[live], live)
-        slope = (g * direction).sum(dim=1)
+        if live.numel() == 0:
+            break
+        g_live = g[live]
+        direction = -hist.inverse_hessian_times(g_live, live)
         # Not a descent direction (round-off in a stale history): use steepest descent.
-        bad = active & (slope >= 0)
-        direction = torch.where(bad.unsqueeze(1), -g, direction)
-        slope = (g * direction).sum(dim=1)
+        bad = (g_live * direction).sum(dim=1) >= 0
+        direction = torch.where(bad.unsqueeze(1), -g_live, direction)
+        slope = (g_live * direction).sum(dim=1)
         # Without curvature information, start with a unit-length move (as L-BFGS-B does).
         step = torch.where(
-            hist.has_pairs(),
-            torch.ones_like(f),
-            torch.clamp(1.0 / g.norm(dim=1).clamp_min(1e-300), max=1.0),
+            hist.has_pairs()[live],
+            torch.ones_like(slope),
+            torch.clamp(1.0 / g_live.norm(dim=1).clamp_min(1e-300), max=1.0),
         )
+        w_live = w[live]
         w_new, f_new, g_new, accepted = _line_search(
-            objective, w, f, g, direction, slope, step, active
+            objective, live, w_live, f[live], g_live, direction, slope, step
         )
-        rows = torch.nonzero(accepted).squeeze(1)
-        if rows.numel():
-            s_vec = w_new[rows] - w[rows]
-            y_vec = g_new[rows] - g[rows]
+        if bool(accepted.any()):
+            rows = live[accepted]
+            s_vec = w_new[accepted] - w_live[accepted]
+            y_vec = g_new[accepted] - g_live[accepted]
             sy = (s_vec * y_vec).sum(dim=1)
             yy = (y_vec * y_vec).sum(dim=1)
             # Keep a pair only with safely positive curvature.
@@ -159,35 +161,35 @@ def minimize_batched(
             if bool(good.any()):
                 hist.push(rows[good], s_vec[good], y_vec[good], now)
             moved = s_vec.abs().amax(dim=1) > 0
-            w[rows], f[rows], g[rows] = w_new[rows], f_new[rows], g_new[rows]
+            w[rows], f[rows], g[rows] = w_new[accepted], f_new[accepted], g_new[accepted]
             iterations[rows] += 1
             fails[rows[moved]] = 0
             fails[rows[~moved]] += 1
-        failed = active & ~accepted
-        if bool(failed.any()):
+        failed = live[~accepted]
+        if failed.numel():
             # No acceptable step: drop the history and retry along the gradient; a second
             # failure in a row means the round-off floor is reached, so the problem stops.
             fails[failed] += 1
-            hist.clear(torch.nonzero(failed).squeeze(1))
-        active = (g.abs().amax(dim=1) > tol) & (fails < 2)
+            hist.clear(failed)
+        active[live] = (g[live].abs().amax(dim=1) > tol) & (fails[live] < 2)
 
     return BatchedMinimum(w, f, g, iterations, g.abs().amax(dim=1) <= tol)
 
 
 def _line_search(
     objective: Objective,
+    ids: torch.Tensor,
     w: torch.Tensor,
     f: torch.Tensor,
     g: torch.Tensor,
     direction: torch.Tensor,
     slope: torch.Tensor,
     step: torch.Tensor,
-    active: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Backtracking for the problems still searching, each with its own step; only they are
-    evaluated, so converged problems cost nothing."""
-    searching = active.clone()
-    accepted = torch.zeros_like(active)
+    """Backtracking for the live problems `ids` (their rows of w, f, g, ...), each with its own
+    step; a round evaluates only the problems still searching."""
+    searching = torch.ones_like(slope, dtype=torch.bool)
+    accepted = torch.zeros_like(searching)
     w_new, f_new, g_new = w.clone(), f.clone(), g.clone()
     step = step.clone()
     for _ in range(_MAX_LINE_SEARCH):
@@ -197,7 +199,7 @@ def _line_search(
         t, d0, f0 = step[rows], slope[rows], f[rows]
         move = direction[rows]
         w_try = w[rows] + t.unsqueeze(1) * move
-        f_try, g_try = objective(w_try, rows)
+        f_try, g_try = objective(w_try, ids[rows])
         d_try = (g_try * move).sum(dim=1)
         armijo = f_try <= f0 + _C1 * t * d0
         approx = (f_try <= f0 + _F_NOISE * f0.abs()) & (d_try <= (2 * _C1 - 1) * d0)

@@ -60,13 +60,19 @@ def standardise(
 
     Returns `(train_std, [others_std...], mean, std)`, all float64.
     """
-    train = np.asarray(train_x, dtype=np.float64)
-    mean = train.mean(axis=0)
-    std = train.std(axis=0)
+    # torch, for its threads: numpy runs these passes over the (large) train matrix on one core.
+    # torch.tensor copies, so the caller's arrays (perhaps read-only maps) are never touched.
+    train = torch.tensor(np.asarray(train_x), dtype=torch.float64)
+    mean = train.mean(dim=0)
+    std = train.std(dim=0, correction=0)
     # A constant column carries no information; dividing by 1 keeps it finite (it becomes 0).
-    std = np.where(std > 0, std, 1.0)
-    scaled = [(np.asarray(o, dtype=np.float64) - mean) / std for o in others]
-    return (train - mean) / std, scaled, mean, std
+    std = torch.where(std > 0, std, torch.ones_like(std))
+
+    def scale(x: torch.Tensor) -> np.ndarray:
+        return x.sub_(mean).div_(std).numpy()
+
+    scaled = [scale(torch.tensor(np.asarray(o), dtype=torch.float64)) for o in others]
+    return scale(train), scaled, mean.numpy(), std.numpy()
 
 
 def balanced_sample_weight(y: np.ndarray, n_classes: int) -> np.ndarray:
