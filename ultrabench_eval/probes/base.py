@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Probe", "ProbeResult"]
+__all__ = ["BatchedProbe", "Probe", "ProbeResult"]
 
 
 @dataclass
@@ -79,3 +79,48 @@ class Probe(ABC):
             )
             for idx, seed in zip(subsets, seeds, strict=True)
         ]
+
+
+class BatchedProbe(Probe):
+    """A probe that fits many training subsets in one batch: it implements
+    `fit_predict_subsets`, and a single fit is the batch of one subset, all of train."""
+
+    @abstractmethod
+    def fit_predict_subsets(
+        self,
+        train_x: np.ndarray,
+        train_y: np.ndarray,
+        subsets: Sequence[np.ndarray],
+        val_x: np.ndarray,
+        val_y: np.ndarray,
+        test_x: np.ndarray,
+        test_y: np.ndarray,
+        *,
+        n_classes: int,
+        seeds: Sequence[int],
+    ) -> list[ProbeResult]: ...
+
+    def fit_predict(
+        self,
+        train_x: np.ndarray,
+        train_y: np.ndarray,
+        val_x: np.ndarray,
+        val_y: np.ndarray,
+        test_x: np.ndarray,
+        test_y: np.ndarray,
+        *,
+        n_classes: int,
+        seed: int = 0,
+    ) -> ProbeResult:
+        everything = np.arange(np.asarray(train_y).shape[0])
+        return self.fit_predict_subsets(
+            train_x,
+            train_y,
+            [everything],
+            val_x,
+            val_y,
+            test_x,
+            test_y,
+            n_classes=n_classes,
+            seeds=[seed],
+        )[0]

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from ultrabench_eval.metrics import macro_f1, macro_f1_batched
-from ultrabench_eval.probes.base import Probe, ProbeResult
+from ultrabench_eval.probes.base import BatchedProbe, ProbeResult
 from ultrabench_eval.probes.lbfgs import minimize_batched
 
 __all__ = [
@@ -400,7 +400,7 @@ class _Subset:
         return predict_batched(scaled, fit.coef, fit.intercept)
 
 
-class LinearProbe(Probe):
+class LinearProbe(BatchedProbe):
     """L2 logistic regression on train-standardised features, C chosen on validation macro-F1.
 
     Options: `Cs` (grid, default `np.logspace(-4, 2, 13)`), `backend` ("torch": batched L-BFGS
@@ -448,32 +448,6 @@ class LinearProbe(Probe):
         if self.device is not None:
             return self.device
         return "cuda" if torch.cuda.is_available() else "cpu"
-
-    def fit_predict(
-        self,
-        train_x: np.ndarray,
-        train_y: np.ndarray,
-        val_x: np.ndarray,
-        val_y: np.ndarray,
-        test_x: np.ndarray,
-        test_y: np.ndarray,
-        *,
-        n_classes: int,
-        seed: int = 0,
-    ) -> ProbeResult:
-        """Fit every C on train, pick C on val macro-F1 (ties -> smaller C), score test."""
-        everything = np.arange(np.asarray(train_y).shape[0])
-        return self.fit_predict_subsets(
-            train_x,
-            train_y,
-            [everything],
-            val_x,
-            val_y,
-            test_x,
-            test_y,
-            n_classes=n_classes,
-            seeds=[seed],
-        )[0]
 
     def fit_predict_subsets(
         self,

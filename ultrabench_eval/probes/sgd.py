@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from ultrabench_eval.metrics import macro_f1
-from ultrabench_eval.probes.base import Probe, ProbeResult
+from ultrabench_eval.probes.base import BatchedProbe, ProbeResult
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ US_JEPA_2026 = SGDConfig()  # App. D.2 of arXiv 2602.19322: linear layer on froz
 MLP = SGDConfig(hidden=512, max_epochs=100, patience=10, batch_size=64, standardize=True)
 
 
-class SGDProbe(Probe):
+class SGDProbe(BatchedProbe):
     """A linear layer (or an MLP) trained with AdamW, cosine annealing and early stopping on
     validation loss; all seeds and subsets at once."""
 
@@ -67,22 +67,6 @@ class SGDProbe(Probe):
         if self.device:
             return torch.device(self.device)
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-    def fit_predict(
-        self, train_x, train_y, val_x, val_y, test_x, test_y, *, n_classes: int, seed: int = 0
-    ) -> ProbeResult:
-        everything = np.arange(len(train_y))
-        return self.fit_predict_subsets(
-            train_x,
-            train_y,
-            [everything],
-            val_x,
-            val_y,
-            test_x,
-            test_y,
-            n_classes=n_classes,
-            seeds=[seed],
-        )[0]
 
     def fit_predict_subsets(
         self,
