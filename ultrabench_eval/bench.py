@@ -147,6 +147,25 @@ def _pooling(adapter: Adapter, requested: str | None) -> str:
     return requested
 
 
+def open_task_stores(
+    dataset: Dataset, size: int, interpolation: str, config: BenchConfig
+) -> dict[str, Any]:
+    """The image store of every split of `dataset` at `size` px (see `store_resize`), decoded
+    on first use."""
+    return {
+        name: open_store(
+            split,
+            dataset.card.dataset,
+            size,
+            config.cache_root,
+            interpolation=interpolation,
+            workers=config.workers,
+            progress=config.progress,
+        )
+        for name, split in dataset.splits.items()
+    }
+
+
 def _run_task(
     adapter: Adapter, dataset: Dataset, pooling: str, config: BenchConfig, load_s: float
 ) -> list[tuple[dict[str, Any], bool]]:
@@ -156,18 +175,7 @@ def _run_task(
     size, interpolation = store_resize(adapter, config.image_size)
     timings: dict[str, Any] = {"load_s": round(load_s, 3), "store_s": 0.0, "features_s": {}}
     started = time.perf_counter()
-    stores = {
-        name: open_store(
-            split,
-            card.dataset,
-            size,
-            config.cache_root,
-            interpolation=interpolation,
-            workers=config.workers,
-            progress=config.progress,
-        )
-        for name, split in dataset.splits.items()
-    }
+    stores = open_task_stores(dataset, size, interpolation, config)
     timings["store_s"] = round(time.perf_counter() - started, 3)
     budgets = config.budgets()
     digests = {b: inputs_digest(adapter, pooling, dataset, stores, config, b) for b in budgets}

@@ -40,6 +40,7 @@ from ultrabench_eval.bench import (
     BenchConfig,
     check,
     make_adapter,
+    open_task_stores,
     store_resize,
 )
 from ultrabench_eval.bench import inputs_digest as bench_inputs_digest
@@ -48,7 +49,6 @@ from ultrabench_eval.dataset import Dataset
 from ultrabench_eval.errors import UserError
 from ultrabench_eval.extract import cached_features
 from ultrabench_eval.fewshot import Budget
-from ultrabench_eval.image_store import open_store
 from ultrabench_eval.metrics import macro_f1
 from ultrabench_eval.probes.base import ProbeResult
 from ultrabench_eval.registry import PROBES
@@ -129,18 +129,7 @@ def _run_task(
     card = dataset.card
     size, interpolation = store_resize(adapter, cfg.image_size)
     started = time.perf_counter()
-    stores = {
-        name: open_store(
-            split,
-            card.dataset,
-            size,
-            cfg.cache_root,
-            interpolation=interpolation,
-            workers=cfg.workers,
-            progress=cfg.progress,
-        )
-        for name, split in dataset.splits.items()
-    }
+    stores = open_task_stores(dataset, size, interpolation, cfg)
     store_s = round(time.perf_counter() - started, 3)
     clean_digest = bench_inputs_digest(adapter, pooling, dataset, stores, cfg, FULL)
     digests = {"clean": clean_digest}
