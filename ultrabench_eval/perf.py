@@ -62,11 +62,33 @@ def main(argv: list[str] | None = None) -> int:
         figures = measure(
             model, device, Path(scratch), args.images, args.batch_size, args.loader_workers
         )
-    path = Path(args.out) / f"extraction-{device.type}.json"
+    write_figures(figures, args.out, "extraction", device)
+    return 0
+
+
+def machine(device: torch.device) -> dict[str, Any]:
+    """What a perf figure was measured on: the device's name and the CPU threads."""
+    return {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "cpu_threads": torch.get_num_threads(),
+    }
+
+
+def write_figures(
+    figures: dict[str, Any], out: str | Path, stem: str, device: torch.device
+) -> Path:
+    """Stamp `figures` with versions and time, write `<out>/<stem>-<device type>.json`
+    atomically and print it."""
+    figures = {
+        **figures,
+        "versions": versions(),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    path = Path(out) / f"{stem}-{device.type}.json"
     atomic.write_json(path, figures)
     print(json.dumps(figures, indent=2))
     print(f"written to {path}", file=sys.stderr)
-    return 0
+    return path
 
 
 def measure(
@@ -114,8 +136,7 @@ def measure(
     warm_s = time.perf_counter() - started
 
     return {
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "cpu_threads": torch.get_num_threads(),
+        **machine(device),
         "model": model_name,
         "input": list(adapter.input_spec.size),
         "images": len(store),
@@ -134,8 +155,6 @@ def measure(
         "peak_gpu_mb": round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
         if device.type == "cuda"
         else None,
-        "versions": versions(),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
 
 

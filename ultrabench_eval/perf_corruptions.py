@@ -19,16 +19,14 @@ import math
 import sys
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from ultrabench_eval import atomic
 from ultrabench_eval.corruptions.presets import PRESETS
-from ultrabench_eval.extract import resolve_device, versions
+from ultrabench_eval.extract import resolve_device
+from ultrabench_eval.perf import machine, write_figures
 from ultrabench_eval.registry import CORRUPTIONS
 from ultrabench_eval.views import View
 
@@ -234,21 +232,15 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     rows = measure(device, args.images, args.size, args.batch_size, args.cpu_images)
     figures = {
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "cpu_threads": torch.get_num_threads(),
+        **machine(device),
         "image_size": args.size,
         "batch_size": args.batch_size,
         "images": args.images,
         "repeats": REPEATS,
         "corruptions": rows,
         "seconds": round(time.perf_counter() - started, 1),
-        "versions": versions(),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    path = Path(args.out) / f"corruptions-{device.type}.json"
-    atomic.write_json(path, figures)
-    print(json.dumps(figures, indent=2))
-    print(f"written to {path}", file=sys.stderr)
+    write_figures(figures, args.out, "corruptions", device)
     return 0
 
 

@@ -13,19 +13,15 @@ Writes `results/perf/probes-<device>.json`.
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import time
-from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from ultrabench_eval import atomic
-from ultrabench_eval.extract import resolve_device, versions
+from ultrabench_eval.extract import resolve_device
 from ultrabench_eval.fewshot import DEFAULT_FRACTIONS, Budget
+from ultrabench_eval.perf import machine, write_figures
 from ultrabench_eval.probes import LinearProbe, USJepa2026Probe
 
 SEEDS = 5
@@ -131,17 +127,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     device = resolve_device(args.device)
     figures = {
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "cpu_threads": torch.get_num_threads(),
+        **machine(device),
         "linear": linear_sweep(device, args.samples, args.dim, args.classes),
         "us_jepa_2026": preset_batched(device, args.preset_samples, args.dim, args.classes),
-        "versions": versions(),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    path = Path(args.out) / f"probes-{device.type}.json"
-    atomic.write_json(path, figures)
-    print(json.dumps(figures, indent=2))
-    print(f"written to {path}", file=sys.stderr)
+    write_figures(figures, args.out, "probes", device)
     return 0
 
 
