@@ -383,7 +383,7 @@ class DinoV2Adapter(CheckpointAdapter):
     def load_pretrained(self) -> tuple[nn.Module, str]:
         """The official release file from dl.fbaipublicfiles.com; timm's hub copy if that host
         cannot be reached."""
-        from ultrabench_eval.weights import file_sha256, read_checkpoint, strict_load
+        from ultrabench_eval.weights import file_sha256
 
         errors = []
         for fetch, label in ((self._fetch_official, "official"), (self._fetch_timm, "hub")):
@@ -392,9 +392,7 @@ class DinoV2Adapter(CheckpointAdapter):
             except Exception as exc:  # network errors come in many types
                 errors.append(f"{label}: {first_line(exc)}")
                 continue
-            model = self.build_model()
-            state = self.convert_checkpoint(read_checkpoint(path), str(path))
-            strict_load(model, state, str(path))
+            model = self.model_from_file(path, str(path))
             return model, f"{weights_id}:sha256={file_sha256(path)}"
         raise UserError(
             f"cannot download the weights of '{self.name}' ({'; '.join(errors)}); pass the "

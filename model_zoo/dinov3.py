@@ -242,7 +242,7 @@ class DinoV3Adapter(CheckpointAdapter):
         """timm's hub copy (the official files and the transformers copy need an access form)."""
         from huggingface_hub import hf_hub_download
 
-        from ultrabench_eval.weights import file_sha256, read_checkpoint, strict_load
+        from ultrabench_eval.weights import file_sha256
 
         hub_id = self.variant.timm_hub_id
         try:
@@ -253,8 +253,7 @@ class DinoV3Adapter(CheckpointAdapter):
                 f"official {self.variant.official_file} (access form: {DINOV3_DOWNLOADS}), timm's "
                 f"or {self.variant.hf_id}'s model.safetensors"
             ) from None
-        model = self.build_model()
-        strict_load(model, self.convert_checkpoint(read_checkpoint(path), path), path)
+        model = self.model_from_file(path, path)
         return model, f"hf-hub:{hub_id}/model.safetensors:sha256={file_sha256(path)}"
 
     def forward_features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:

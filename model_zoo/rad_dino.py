@@ -142,7 +142,7 @@ class RadDino(CheckpointAdapter):
     def load_pretrained(self) -> tuple[nn.Module, str]:
         from huggingface_hub import hf_hub_download
 
-        from ultrabench_eval.weights import file_sha256, read_checkpoint, strict_load
+        from ultrabench_eval.weights import file_sha256
 
         try:
             path = hf_hub_download(HUB_ID, "model.safetensors")
@@ -151,8 +151,7 @@ class RadDino(CheckpointAdapter):
                 f"cannot download hf-hub:{HUB_ID} ({first_line(exc)}); pass its "
                 "model.safetensors or backbone_compatible.safetensors with --weights FILE"
             ) from None
-        model = self.build_model()
-        strict_load(model, self.convert_checkpoint(read_checkpoint(path), path), path)
+        model = self.model_from_file(path, path)
         return model, f"hf-hub:{HUB_ID}/model.safetensors:sha256={file_sha256(path)}"
 
     def forward_features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:

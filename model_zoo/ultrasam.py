@@ -17,7 +17,7 @@ from ultrabench_eval.adapter import ModelInfo, count_parameters
 from ultrabench_eval.config import cache_root
 from ultrabench_eval.errors import UserError
 from ultrabench_eval.registry import register_model
-from ultrabench_eval.weights import file_sha256, read_checkpoint, strict_load
+from ultrabench_eval.weights import file_sha256
 
 ULTRASAM_URL = "https://s3.unistra.fr/camma_public/github/ultrasam/UltraSam.pth"
 ULTRASAM_FILE = "UltraSam.pth"
@@ -91,7 +91,5 @@ class UltraSam(SamViTBAdapter):
                     f"{type(exc).__name__}: {first_line} "
                     "(download the file yourself and pass it with --weights FILE)"
                 ) from None
-        state = self.convert_checkpoint(read_checkpoint(path), str(path))
-        model = self.build_model()
-        strict_load(model, state, f"weights file {path}")
+        model = self.model_from_file(path, str(path), f"weights file {path}")
         return model, f"url:{ULTRASAM_URL}:sha256={file_sha256(path)}"

@@ -110,7 +110,7 @@ class URFM(TimmAdapter):
         from huggingface_hub import hf_hub_download
 
         from ultrabench_eval.config import cache_root
-        from ultrabench_eval.weights import file_sha256, read_checkpoint, strict_load
+        from ultrabench_eval.weights import file_sha256
 
         try:
             path = hf_hub_download(HUB_REPO, self.hub_file, cache_dir=str(cache_root() / "weights"))
@@ -121,9 +121,7 @@ class URFM(TimmAdapter):
                 f"{first_line} (check hub access, or pass the downloaded file with --weights FILE)"
             ) from None
         label = f"{HUB_REPO}/{self.hub_file}"
-        state = self.convert_checkpoint(read_checkpoint(path), label)
-        model = self.build_model()
-        strict_load(model, state, label)
+        model = self.model_from_file(path, label)
         return model, f"hf-hub:{label}:sha256={file_sha256(Path(path))}"
 
 

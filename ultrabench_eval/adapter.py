@@ -13,6 +13,7 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
@@ -292,15 +293,26 @@ class CheckpointAdapter(TorchAdapter):
         with torch.device("meta"):
             return self.build_model()
 
+    def model_from_file(
+        self, path: str | Path, source: str, load_label: str | None = None
+    ) -> torch.nn.Module:
+        """`build_model()` with the weights of the checkpoint file `path` (any accepted layout).
+        `source` names the file in layout errors, `load_label` (default: `source`) in missing,
+        unexpected or mis-shaped key errors."""
+        from ultrabench_eval.weights import read_checkpoint, strict_load
+
+        state = self.convert_checkpoint(read_checkpoint(path), source)
+        model = self.build_model()
+        strict_load(model, state, load_label or source)
+        return model
+
     def load(self, weights: str | None = None) -> CheckpointAdapter:
-        from ultrabench_eval.weights import file_sha256, read_checkpoint, strict_load
+        from ultrabench_eval.weights import file_sha256
 
         if weights is None:
             model, weights_id = self.load_pretrained()
         else:
-            state = self.convert_checkpoint(read_checkpoint(weights), str(weights))
-            model = self.build_model()
-            strict_load(model, state, f"weights file {weights}")
+            model = self.model_from_file(weights, str(weights), f"weights file {weights}")
             weights_id = f"file:sha256={file_sha256(weights)}"
         self._finish(model, weights_id)
         return self
