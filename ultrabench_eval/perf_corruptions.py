@@ -1,8 +1,8 @@
 """`make perf`, the corruption half: how fast the corruptions run.
 
 For each corruption of the two suites, at its middle severity: images per second of the view
-applied to uint8 batches already on the device (as extraction applies it: float conversion,
-the corruption inside the scan mask, the outside restored, back to uint8), against the same
+applied to uint8 batches already on the device (as extraction applies it: from the stored bytes
+to corrupted bytes, inside the scan mask, the outside restored), against the same
 transform done the usual way, one image at a time on the CPU with albumentations, usaugment or
 OpenCV (with the same conversion and mask restore), where such a transform exists. Corruptions
 with no counterpart there (our speckle, beam-following shadows, reverberation, the US-JEPA

@@ -11,6 +11,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ultrabench_eval.corruptions import cpu_kernels
 from ultrabench_eval.corruptions.base import Corruption, frozen, scaled
 
 # below this sigma the outer taps of a 3-tap kernel weigh under 1e-5: the identity
@@ -35,7 +36,10 @@ def filter_separable(
     x: torch.Tensor, along_y: torch.Tensor, along_x: torch.Tensor, padding: str = "zeros"
 ) -> torch.Tensor:
     """Correlate [N, C, H, W] with the outer product of two odd 1-D kernels. `padding`:
-    "zeros" or "circular" (for stationary noise fields: every sample sees the whole kernel)."""
+    "zeros" or "circular" (for stationary noise fields: every sample sees the whole kernel).
+    On a CPU in OpenCV (`cpu_kernels`; uint8 in, float32 out), elsewhere in torch."""
+    if x.device.type == "cpu" and x.dtype in cpu_kernels.DTYPES:
+        return cpu_kernels.filter_planes(x, along_y, along_x, padding)
     out = _filter_axis(x, along_y, dim=2, padding=padding)
     return _filter_axis(out, along_x, dim=3, padding=padding)
 
@@ -43,8 +47,6 @@ def filter_separable(
 def _filter_axis(x: torch.Tensor, kernel: torch.Tensor, dim: int, padding: str) -> torch.Tensor:
     if kernel.numel() == 1:
         return x * float(kernel[0])
-    if x.device.type == "cpu":
-        return _filter_axis_tiled(x, kernel, dim, padding)
     return _filter_axis_shifted(x, kernel, dim, padding)
 
 
@@ -56,8 +58,9 @@ def _pad_axis(x: torch.Tensor, dim: int, before: int, after: int, padding: str) 
 def _filter_axis_shifted(
     x: torch.Tensor, kernel: torch.Tensor, dim: int, padding: str
 ) -> torch.Tensor:
-    """A sum of shifted slices, the device path: on a GPU one light kernel per tap, and no
-    convolution or matrix product that TF32 settings could change."""
+    """A sum of shifted slices, the device path (and a CPU's for other dtypes): on a GPU one
+    light kernel per tap, and no convolution or matrix product that TF32 settings could
+    change."""
     radius = kernel.numel() // 2
     padded = _pad_axis(x, dim, radius, radius, padding)
     size = x.shape[dim]
@@ -68,50 +71,17 @@ def _filter_axis_shifted(
     return out
 
 
-# Output samples per tile of the CPU path: its band matrix is [TILE + taps - 1, TILE].
-TILE = 32
-
-
-def _filter_axis_tiled(
-    x: torch.Tensor, kernel: torch.Tensor, dim: int, padding: str
-) -> torch.Tensor:
-    """The CPU path: the axis cut into tiles of TILE outputs, each tile one row (or column) of
-    TILE + taps - 1 inputs times a banded matrix. A few GEMMs replace 2 x taps passes over
-    memory (2-4x faster on a CPU, where one-channel convolutions run badly); the result equals
-    the shifted slices' up to float rounding."""
-    taps = kernel.numel()
-    radius = taps // 2
-    size = x.shape[dim]
-    tiles = -(-size // TILE)
-    padded = _pad_axis(x, dim, radius, radius, padding)
-    if tiles * TILE > size:  # zeros up to whole tiles; the outputs they give are cut off
-        padded = F.pad(
-            padded, (0, 0, 0, tiles * TILE - size) if dim == 2 else (0, tiles * TILE - size)
-        )
-    span = TILE + taps - 1
-    offsets = torch.arange(TILE).view(1, -1) + torch.arange(taps).view(-1, 1)  # [taps, TILE]
-    band = torch.zeros(span, TILE, dtype=torch.float64)
-    band[offsets, torch.arange(TILE).expand(taps, -1)] = kernel.to(torch.float64).view(-1, 1)
-    band = band.to(x.dtype)
-    b, c, h, w = x.shape
-    if dim == 3:
-        windows = padded.unfold(3, span, TILE).reshape(b * c, h * tiles, span)
-        out = torch.bmm(windows, band.expand(b * c, -1, -1))
-        return out.view(b, c, h, tiles * TILE)[..., :size]
-    windows = padded.unfold(2, span, TILE).transpose(3, 4)  # [B, C, tiles, span, W]
-    out = torch.matmul(band.T, windows)  # [B, C, tiles, TILE, W]
-    return out.reshape(b, c, tiles * TILE, w)[:, :, :size]
-
-
 def masked_blur(
     images: torch.Tensor, masks: torch.Tensor, along_y: torch.Tensor, along_x: torch.Tensor
 ) -> torch.Tensor:
-    """Gaussian blur that averages only pixels inside the mask; outside the mask, unchanged."""
+    """Gaussian blur that averages only pixels inside the mask: blur(image x mask) /
+    blur(mask), float images in, float out. Outside the mask the values are finite but
+    meaningless: a corruption's caller puts the outside back."""
     weight = masks.to(images.dtype)
     both = filter_separable(torch.cat([images * weight, weight], dim=1), along_y, along_x)
-    total, norm = both[:, :1], both[:, 1:]
-    blurred = total / norm.clamp_min(1e-6)
-    return torch.where(masks & (norm > 1e-6), blurred, images)
+    # inside the mask the pixel's own tap keeps the weight sum far above the floor, which only
+    # keeps 0 / 0 out of the pixels outside
+    return both[:, :1].div_(both[:, 1:].clamp_min_(1e-6))
 
 
 class Blur(Corruption):
@@ -140,11 +110,20 @@ class Blur(Corruption):
         p = self.parameters(severity)
         return p["axial_sigma_px"], p["lateral_sigma_px"]
 
-    def apply(self, images, masks, severity, generators):
+    def kernels(self, severity: int, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The (vertical, horizontal) 1-D kernels for `images`' size."""
         axial, lateral = self.sigmas(severity)
-        along_y = gaussian_kernel(scaled(axial, images))
-        along_x = gaussian_kernel(scaled(lateral, images))
-        return masked_blur(images, masks, along_y, along_x)
+        return gaussian_kernel(scaled(axial, images)), gaussian_kernel(scaled(lateral, images))
+
+    def apply(self, images, masks, severity, generators):
+        return masked_blur(images, masks, *self.kernels(severity, images))
+
+    def apply_bytes(self, images, masks, severity, generators):
+        """On a CPU: from the bytes to the bytes, each image in one go (no float batch to
+        make, scale and round in eager passes, which would cost more than the filter)."""
+        if images.device.type != "cpu":
+            return None
+        return cpu_kernels.normalised_blur_bytes(images, masks, *self.kernels(severity, images))
 
 
 class UsJepaBlur(Blur):
