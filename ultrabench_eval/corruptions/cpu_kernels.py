@@ -117,7 +117,8 @@ def in_threads(count: int, work: Callable[[range], None]) -> None:
         return
     step = -(-count // min(torch.get_num_threads(), count))
     parts = [range(i, min(i + step, count)) for i in range(0, count, step)]
-    others = [_thread_pool(len(parts) - 1).submit(work, part) for part in parts[1:]]
+    pool = _thread_pool(len(parts) - 1) if len(parts) > 1 else None
+    others = [pool.submit(work, part) for part in parts[1:]] if pool else []
     work(parts[0])
     for done in others:
         done.result()
@@ -127,5 +128,7 @@ def _thread_pool(workers: int) -> ThreadPoolExecutor:
     """One pool for the process, made again after a fork (a forked child has no threads)."""
     global _pool
     if _pool is None or _pool[0] != os.getpid() or _pool[1] < workers:
+        if _pool is not None and _pool[0] == os.getpid():
+            _pool[2].shutdown(wait=False)  # more threads asked for: its idle threads end
         _pool = (os.getpid(), max(workers, 1), ThreadPoolExecutor(max(workers, 1), "ubench-cpu"))
     return _pool[2]
