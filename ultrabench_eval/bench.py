@@ -184,22 +184,10 @@ def _run_task(
     if not todo:
         return [(reused[b], True) for b in budgets]
 
-    cached = True
-    features, labels = {}, {}
-    for split_name in SPLITS:
-        feature_set = cached_features(
-            adapter,
-            card.name,
-            split_name,
-            stores[split_name],
-            config.cache_root,
-            batch_size=config.batch_size,
-        )
-        timings["features_s"][split_name] = round(feature_set.seconds, 3)
-        cached = cached and feature_set.from_cache
-        features[split_name] = feature_set.features[pooling]
-        labels[split_name] = dataset.splits[split_name].labels
-    timings["features_cached"] = cached
+    features, timings["features_cached"] = split_features(
+        adapter, card, stores, pooling, config, timings
+    )
+    labels = {name: dataset.splits[name].labels for name in SPLITS}
 
     probe = PROBES.get(config.probe)(**config.probe_options)
     started = time.perf_counter()
@@ -220,6 +208,27 @@ def _run_task(
         for budget, per_seed in zip(todo, per_budget, strict=True)
     }
     return [(reused[b], True) if b in reused else (fresh[b], False) for b in budgets]
+
+
+def split_features(
+    adapter: Adapter,
+    card: TaskCard,
+    stores: dict[str, Any],
+    pooling: str,
+    config: BenchConfig,
+    timings: dict[str, Any],
+) -> tuple[dict[str, np.ndarray], bool]:
+    """Every split's clean features at `pooling`, from the cache or extracted; each split's
+    seconds go into `timings["features_s"]`. Also: whether every split came from the cache."""
+    features, cached = {}, True
+    for name in SPLITS:
+        found = cached_features(
+            adapter, card.name, name, stores[name], config.cache_root, batch_size=config.batch_size
+        )
+        timings["features_s"][name] = round(found.seconds, 3)
+        cached = cached and found.from_cache
+        features[name] = found.features[pooling]
+    return features, cached
 
 
 def store_resize(adapter: Adapter, image_size: int | None) -> tuple[int, str]:

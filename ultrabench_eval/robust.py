@@ -41,6 +41,7 @@ from ultrabench_eval.bench import (
     check,
     make_adapter,
     open_task_stores,
+    split_features,
     store_resize,
 )
 from ultrabench_eval.bench import inputs_digest as bench_inputs_digest
@@ -142,19 +143,7 @@ def _run_task(
         return [(existing[label], True) for label in order]
 
     timings: dict[str, Any] = {"load_s": round(load_s, 3), "store_s": store_s, "features_s": {}}
-    features, cached = {}, True
-    for split_name in SPLITS:
-        found = cached_features(
-            adapter,
-            card.name,
-            split_name,
-            stores[split_name],
-            cfg.cache_root,
-            batch_size=cfg.batch_size,
-        )
-        timings["features_s"][split_name] = round(found.seconds, 3)
-        cached = cached and found.from_cache
-        features[split_name] = found.features[pooling]
+    features, cached = split_features(adapter, card, stores, pooling, cfg, timings)
     tests = [features["test"]]
     for view in views:
         found = cached_features(
