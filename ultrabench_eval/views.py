@@ -115,7 +115,7 @@ class View:
             raise ValueError(f"{len(ids)} image ids for a batch of {images.shape[0]}")
         corruptions = [CORRUPTIONS.get(p) for p in self.parts]
         if len(corruptions) == 1:  # a lone corruption may go from bytes to bytes
-            out = corruptions[0].apply_bytes(images, masks, self.severity, self.generators(ids))
+            out = corruptions[0].apply_bytes(images, masks, self.severity)
             if out is not None:
                 return out
         step = len(ids) or 1
@@ -131,21 +131,16 @@ class View:
         self, corruptions: list, images: torch.Tensor, masks: torch.Tensor, ids: list[str]
     ) -> torch.Tensor:
         inside = masks.bool()
-        out = self._corrupt_floats(corruptions, images, inside, ids)
-        # The outside put back byte for byte by a bitwise select (torch.where runs as a scalar
-        # loop on a CPU: it alone would take a third of a light corruption's time). The stored
-        # byte is what the float outside would have rounded back to.
-        keep = inside.view(torch.uint8).neg()  # 0xFF inside the mask, 0 outside
-        return out.bitwise_xor_(images).bitwise_and_(keep).bitwise_xor_(images)
-
-    def _corrupt_floats(
-        self, corruptions: list, images: torch.Tensor, inside: torch.Tensor, ids: list[str]
-    ) -> torch.Tensor:
         x = images.to(torch.float32).div_(255.0)
         last = len(corruptions) - 1
         for part, corruption in enumerate(corruptions):
             changed = corruption.apply(x, inside, self.severity, self.generators(ids, part))
             changed = changed.clamp_(0.0, 1.0)
-            # the next corruption sees the outside as it was (the caller restores the last's)
+            # the next corruption sees the outside as it was (the last's is put back below)
             x = torch.where(inside, changed, x) if part < last else changed
-        return to_bytes(x.mul_(255.0))
+        out = to_bytes(x.mul_(255.0))
+        # The outside put back byte for byte by a bitwise select (torch.where runs as a scalar
+        # loop on a CPU: it alone would take a third of a light corruption's time). The stored
+        # byte is what the float outside would have rounded back to.
+        keep = inside.view(torch.uint8).neg()  # 0xFF inside the mask, 0 outside
+        return out.bitwise_xor_(images).bitwise_and_(keep).bitwise_xor_(images)

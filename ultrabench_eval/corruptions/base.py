@@ -82,16 +82,14 @@ class Corruption(ABC):
         one CPU generator per image."""
 
     def apply_bytes(
-        self,
-        images: torch.Tensor,
-        masks: torch.Tensor,
-        severity: int,
-        generators: list[torch.Generator],
+        self, images: torch.Tensor, masks: torch.Tensor, severity: int
     ) -> torch.Tensor | None:
-        """A faster road for a corruption applied alone, where it has one: the image store's
-        uint8 [B, 1, H, W] batch and its masks (nonzero inside) -> the finished uint8 batch,
-        the outside of the mask exactly as it was, the inside as `apply` gives it up to float
-        rounding. None: no such road for these tensors, and `apply` is used."""
+        """A faster road for a corruption that draws nothing, applied alone, where it has one:
+        the image store's uint8 [B, 1, H, W] batch and its masks (nonzero inside) -> the
+        finished uint8 batch, the outside of the mask exactly as it was, the inside as `apply`
+        gives it up to float rounding. None: no such road for these tensors, and `apply` is
+        used. No random streams are passed: every lone corruption is offered this road, and
+        making streams for the many that decline it would be work thrown away."""
         return None
 
 

@@ -130,5 +130,5 @@ def _thread_pool(workers: int) -> ThreadPoolExecutor:
     if _pool is None or _pool[0] != os.getpid() or _pool[1] < workers:
         if _pool is not None and _pool[0] == os.getpid():
             _pool[2].shutdown(wait=False)  # more threads asked for: its idle threads end
-        _pool = (os.getpid(), max(workers, 1), ThreadPoolExecutor(max(workers, 1), "ubench-cpu"))
+        _pool = (os.getpid(), workers, ThreadPoolExecutor(workers, "ubench-cpu"))
     return _pool[2]

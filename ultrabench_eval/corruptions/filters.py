@@ -118,7 +118,7 @@ class Blur(Corruption):
     def apply(self, images, masks, severity, generators):
         return masked_blur(images, masks, *self.kernels(severity, images))
 
-    def apply_bytes(self, images, masks, severity, generators):
+    def apply_bytes(self, images, masks, severity):
         """On a CPU: from the bytes to the bytes, each image in one go (no float batch to
         make, scale and round in eager passes, which would cost more than the filter)."""
         if images.device.type != "cpu":
