@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -133,19 +133,27 @@ def normal_noise(
     generators: list[torch.Generator], shape: tuple[int, ...], device: torch.device
 ) -> torch.Tensor:
     """Standard normal noise of `shape` per image, float32 [B, *shape] on `device`."""
-    out = torch.empty((len(generators), *shape), device=device)
-    for row, g in zip(out, noise_generators(generators, device), strict=True):
-        row.normal_(generator=g)  # drawn in place: no per-image tensor to stack
-    return out
+    return _noise_rows(generators, shape, device, torch.Tensor.normal_)
 
 
 def uniform_noise(
     generators: list[torch.Generator], shape: tuple[int, ...], device: torch.device
 ) -> torch.Tensor:
     """Uniform [0, 1) noise of `shape` per image, float32 [B, *shape] on `device`."""
+    return _noise_rows(generators, shape, device, torch.Tensor.uniform_)
+
+
+def _noise_rows(
+    generators: list[torch.Generator],
+    shape: tuple[int, ...],
+    device: torch.device,
+    draw: Callable[..., torch.Tensor],
+) -> torch.Tensor:
+    """One row per image, drawn in place by the image's own stream on `device` (no per-image
+    tensor to stack)."""
     out = torch.empty((len(generators), *shape), device=device)
     for row, g in zip(out, noise_generators(generators, device), strict=True):
-        row.uniform_(generator=g)
+        draw(row, generator=g)
     return out
 
 
