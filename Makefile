@@ -33,9 +33,9 @@ test: $(STAMP)
 
 # Speed figures (JSON under results/perf/): extraction against the model's own forward speed.
 perf: $(STAMP)
-	$(BIN)/python -m ultrabench_eval.perf --out results/perf
-	$(BIN)/python -m ultrabench_eval.perf_probes --out results/perf
-	$(BIN)/python -m ultrabench_eval.perf_corruptions --out results/perf
+	$(BIN)/python -m benchmarks.perf --out results/perf
+	$(BIN)/python -m benchmarks.perf_probes --out results/perf
+	$(BIN)/python -m benchmarks.perf_corruptions --out results/perf
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

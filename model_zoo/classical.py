@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ultrabench_eval.adapter import Adapter, InputSpec, ModelInfo
-from ultrabench_eval.errors import UserError
-from ultrabench_eval.registry import register_model
+from ultrabench_eval.core.errors import UserError
+from ultrabench_eval.core.registry import register_model
+from ultrabench_eval.models.adapter import Adapter, InputSpec, ModelInfo
 
 
 class WeightFreeAdapter(Adapter):

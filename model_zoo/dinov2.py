@@ -32,7 +32,9 @@ import torch.nn.functional as F
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
-from ultrabench_eval.adapter import (
+from ultrabench_eval.core.errors import UserError
+from ultrabench_eval.core.registry import register_model
+from ultrabench_eval.models.adapter import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     CheckpointAdapter,
@@ -40,8 +42,6 @@ from ultrabench_eval.adapter import (
     ModelInfo,
     count_parameters,
 )
-from ultrabench_eval.errors import UserError
-from ultrabench_eval.registry import register_model
 
 DINOV2_URL = "https://dl.fbaipublicfiles.com/dinov2"
 DINOV2_CITATION = (
@@ -122,7 +122,7 @@ def dino_poolings(tokens: torch.Tensor, num_prefix_tokens: int) -> dict[str, tor
 
 def download_url(url: str, folder: str) -> Path:
     """A published file, downloaded once into the cache's weights folder."""
-    from ultrabench_eval.config import cache_root
+    from ultrabench_eval.core.config import cache_root
 
     path = cache_root() / "weights" / folder / url.rsplit("/", 1)[-1]
     if not path.is_file():
@@ -383,7 +383,7 @@ class DinoV2Adapter(CheckpointAdapter):
     def load_pretrained(self) -> tuple[nn.Module, str]:
         """The official release file from dl.fbaipublicfiles.com; timm's hub copy if that host
         cannot be reached."""
-        from ultrabench_eval.weights import file_sha256
+        from ultrabench_eval.models.weights import file_sha256
 
         errors = []
         for fetch, label in ((self._fetch_official, "official"), (self._fetch_timm, "hub")):

@@ -30,7 +30,9 @@ import torch
 from torch import nn
 
 from model_zoo.dinov2 import DINO_POOLINGS, Rule, dino_poolings, first_line, fuse_qkv, rename_keys
-from ultrabench_eval.adapter import (
+from ultrabench_eval.core.errors import UserError
+from ultrabench_eval.core.registry import register_model
+from ultrabench_eval.models.adapter import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     CheckpointAdapter,
@@ -38,8 +40,6 @@ from ultrabench_eval.adapter import (
     ModelInfo,
     count_parameters,
 )
-from ultrabench_eval.errors import UserError
-from ultrabench_eval.registry import register_model
 
 DINOV3_CITATION = "Siméoni et al., DINOv3, arXiv:2508.10104, 2025"
 DINOV3_DOWNLOADS = "https://ai.meta.com/resources/models-and-libraries/dinov3-downloads/"
@@ -242,7 +242,7 @@ class DinoV3Adapter(CheckpointAdapter):
         """timm's hub copy (the official files and the transformers copy need an access form)."""
         from huggingface_hub import hf_hub_download
 
-        from ultrabench_eval.weights import file_sha256
+        from ultrabench_eval.models.weights import file_sha256
 
         hub_id = self.variant.timm_hub_id
         try:

@@ -13,9 +13,9 @@ from typing import Any
 import torch
 
 from model_zoo.swin_monai import SwinTransformer2d
-from ultrabench_eval.adapter import CheckpointAdapter, InputSpec, ModelInfo, count_parameters
-from ultrabench_eval.errors import UserError
-from ultrabench_eval.registry import register_model
+from ultrabench_eval.core.errors import UserError
+from ultrabench_eval.core.registry import register_model
+from ultrabench_eval.models.adapter import CheckpointAdapter, InputSpec, ModelInfo, count_parameters
 
 # SwinTransformer arguments of every published loader of echocare_encoder.pth.
 ECHOCARE_ARCH: dict[str, Any] = {

@@ -24,7 +24,9 @@ from typing import Any
 import torch
 
 from model_zoo.vjepa2_vit import VIT_LARGE, VJEPA2VisionTransformer
-from ultrabench_eval.adapter import (
+from ultrabench_eval.core.errors import UserError
+from ultrabench_eval.core.registry import register_model
+from ultrabench_eval.models.adapter import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     CheckpointAdapter,
@@ -32,8 +34,6 @@ from ultrabench_eval.adapter import (
     ModelInfo,
     count_parameters,
 )
-from ultrabench_eval.errors import UserError
-from ultrabench_eval.registry import register_model
 
 CHECKPOINT_KEY = "target_encoder"
 # Wrapper prefixes of the saved encoders, outermost first: DistributedDataParallel, then

@@ -23,7 +23,9 @@ from typing import Any, ClassVar
 import torch
 from timm.models.vision_transformer import VisionTransformer
 
-from ultrabench_eval.adapter import (
+from ultrabench_eval.core.errors import UserError
+from ultrabench_eval.core.registry import register_model
+from ultrabench_eval.models.adapter import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     CheckpointAdapter,
@@ -32,9 +34,7 @@ from ultrabench_eval.adapter import (
     count_parameters,
     token_poolings,
 )
-from ultrabench_eval.errors import UserError
-from ultrabench_eval.registry import register_model
-from ultrabench_eval.weights import file_sha256, read_checkpoint, strict_load, strip_prefixes
+from ultrabench_eval.models.weights import file_sha256, read_checkpoint, strict_load, strip_prefixes
 
 IJEPA_URL = "https://dl.fbaipublicfiles.com/ijepa/"
 IJEPA_CITATION = (
@@ -201,7 +201,7 @@ class JepaViTAdapter(CheckpointAdapter):
 
 
 def weights_dir() -> Path:
-    from ultrabench_eval.config import cache_root
+    from ultrabench_eval.core.config import cache_root
 
     return cache_root() / "weights"
 

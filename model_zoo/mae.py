@@ -7,10 +7,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from model_zoo.timm_models import TimmAdapter
-from ultrabench_eval.adapter import ModelInfo, count_parameters
-from ultrabench_eval.errors import UserError
-from ultrabench_eval.registry import register_model
-from ultrabench_eval.weights import strip_prefixes
+from ultrabench_eval.core.errors import UserError
+from ultrabench_eval.core.registry import register_model
+from ultrabench_eval.models.adapter import ModelInfo, count_parameters
+from ultrabench_eval.models.weights import strip_prefixes
 
 # Pre-training checkpoints hold the decoder too; the encoder is what is benchmarked.
 _DECODER = re.compile(r"^(decoder_|mask_token$)")

@@ -29,9 +29,9 @@ from model_zoo.dinov2 import (
     official_dinov2_state,
     rename_keys,
 )
-from ultrabench_eval.adapter import CheckpointAdapter, InputSpec, ModelInfo, count_parameters
-from ultrabench_eval.errors import UserError
-from ultrabench_eval.registry import register_model
+from ultrabench_eval.core.errors import UserError
+from ultrabench_eval.core.registry import register_model
+from ultrabench_eval.models.adapter import CheckpointAdapter, InputSpec, ModelInfo, count_parameters
 
 HUB_ID = "microsoft/rad-dino"
 # preprocessor_config.json of microsoft/rad-dino (BitImageProcessor: resample 3 = bicubic).
@@ -142,7 +142,7 @@ class RadDino(CheckpointAdapter):
     def load_pretrained(self) -> tuple[nn.Module, str]:
         from huggingface_hub import hf_hub_download
 
-        from ultrabench_eval.weights import file_sha256
+        from ultrabench_eval.models.weights import file_sha256
 
         try:
             path = hf_hub_download(HUB_ID, "model.safetensors")

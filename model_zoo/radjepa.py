@@ -12,10 +12,10 @@ from typing import Any
 import torch
 
 from model_zoo.ijepa import VIT_B14, JepaViTAdapter
-from ultrabench_eval.adapter import ModelInfo, count_parameters
-from ultrabench_eval.errors import UserError
-from ultrabench_eval.registry import register_model
-from ultrabench_eval.weights import file_sha256
+from ultrabench_eval.core.errors import UserError
+from ultrabench_eval.core.registry import register_model
+from ultrabench_eval.models.adapter import ModelInfo, count_parameters
+from ultrabench_eval.models.weights import file_sha256
 
 HUB_REPO = "AIDElab-IITBombay/RadJEPA"
 HUB_FILE = "jepa_encoder.pth.tar"

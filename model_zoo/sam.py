@@ -24,16 +24,16 @@ import torch
 from torch import nn
 
 from model_zoo.timm_models import TimmAdapter
-from ultrabench_eval.adapter import (
+from ultrabench_eval.core.errors import UserError
+from ultrabench_eval.core.registry import register_model
+from ultrabench_eval.models.adapter import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     InputSpec,
     ModelInfo,
     count_parameters,
 )
-from ultrabench_eval.errors import UserError
-from ultrabench_eval.layouts import CheckpointLayout
-from ultrabench_eval.registry import register_model
+from ultrabench_eval.models.layouts import CheckpointLayout
 
 SAM_DEPTH = 12
 SAM_GLOBAL_BLOCKS = (2, 5, 8, 11)  # build_sam_vit_b's encoder_global_attn_indexes

@@ -38,10 +38,10 @@ from model_zoo.sam import (
     reduced_layouts,
     sub_state,
 )
-from ultrabench_eval.adapter import CheckpointAdapter, InputSpec, ModelInfo, count_parameters
-from ultrabench_eval.errors import UserError
-from ultrabench_eval.layouts import CheckpointLayout
-from ultrabench_eval.registry import register_model
+from ultrabench_eval.core.errors import UserError
+from ultrabench_eval.core.registry import register_model
+from ultrabench_eval.models.adapter import CheckpointAdapter, InputSpec, ModelInfo, count_parameters
+from ultrabench_eval.models.layouts import CheckpointLayout
 
 SAMUS_INPUT = 256
 PATCH_STRIDE = 8  # build_sam_us: patch_size = image_size // 32

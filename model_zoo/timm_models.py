@@ -9,7 +9,9 @@ from typing import Any
 import timm
 import torch
 
-from ultrabench_eval.adapter import (
+from ultrabench_eval.core.errors import UserError
+from ultrabench_eval.core.registry import MODELS, register_model
+from ultrabench_eval.models.adapter import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     CheckpointAdapter,
@@ -18,9 +20,7 @@ from ultrabench_eval.adapter import (
     count_parameters,
     token_poolings,
 )
-from ultrabench_eval.errors import UserError
-from ultrabench_eval.registry import MODELS, register_model
-from ultrabench_eval.weights import select_state_dict, state_dict_sha256, strip_prefixes
+from ultrabench_eval.models.weights import select_state_dict, state_dict_sha256, strip_prefixes
 
 TIMM_PREFIX = "timm:"
 # Wrappers that training code puts around a timm state dict.

@@ -13,11 +13,11 @@ from typing import Any
 import torch
 
 from model_zoo.sam import NECK_MEAN, PRENECK_MEAN, SamViTBAdapter, mmengine_backbone, vitsam_to_timm
-from ultrabench_eval.adapter import ModelInfo, count_parameters
-from ultrabench_eval.config import cache_root
-from ultrabench_eval.errors import UserError
-from ultrabench_eval.registry import register_model
-from ultrabench_eval.weights import file_sha256
+from ultrabench_eval.core.config import cache_root
+from ultrabench_eval.core.errors import UserError
+from ultrabench_eval.core.registry import register_model
+from ultrabench_eval.models.adapter import ModelInfo, count_parameters
+from ultrabench_eval.models.weights import file_sha256
 
 ULTRASAM_URL = "https://s3.unistra.fr/camma_public/github/ultrasam/UltraSam.pth"
 ULTRASAM_FILE = "UltraSam.pth"

@@ -19,15 +19,15 @@ import torch
 
 from model_zoo.mae import mae_encoder_state
 from model_zoo.timm_models import TimmAdapter
-from ultrabench_eval.adapter import (
+from ultrabench_eval.core.errors import UserError
+from ultrabench_eval.core.registry import register_model
+from ultrabench_eval.models.adapter import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     InputSpec,
     ModelInfo,
     count_parameters,
 )
-from ultrabench_eval.errors import UserError
-from ultrabench_eval.registry import register_model
 
 HUB_REPO = "QingboKang/URFM"
 FILE_VITB16 = "mae_vit_base_patch16_dec768d8b_all_biomedclip_1199.pth"
@@ -109,8 +109,8 @@ class URFM(TimmAdapter):
     def load_pretrained(self) -> tuple[torch.nn.Module, str]:
         from huggingface_hub import hf_hub_download
 
-        from ultrabench_eval.config import cache_root
-        from ultrabench_eval.weights import file_sha256
+        from ultrabench_eval.core.config import cache_root
+        from ultrabench_eval.models.weights import file_sha256
 
         try:
             path = hf_hub_download(HUB_REPO, self.hub_file, cache_dir=str(cache_root() / "weights"))

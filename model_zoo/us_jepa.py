@@ -17,8 +17,8 @@ are the mean of the final-LayerNorm patch tokens.
 from __future__ import annotations
 
 from model_zoo.ijepa import VIT_B16, JepaViTAdapter
-from ultrabench_eval.adapter import ModelInfo, count_parameters
-from ultrabench_eval.registry import register_model
+from ultrabench_eval.core.registry import register_model
+from ultrabench_eval.models.adapter import ModelInfo, count_parameters
 
 US_JEPA_CITATION = (
     "Radhachandran et al., US-JEPA: A Joint Embedding Predictive Architecture for Medical "

@@ -15,7 +15,8 @@ import torch
 
 from model_zoo.mae import mae_encoder_state
 from model_zoo.timm_models import TimmAdapter
-from ultrabench_eval.adapter import (
+from ultrabench_eval.core.registry import register_model
+from ultrabench_eval.models.adapter import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     CheckpointAdapter,
@@ -23,7 +24,6 @@ from ultrabench_eval.adapter import (
     ModelInfo,
     count_parameters,
 )
-from ultrabench_eval.registry import register_model
 
 WEIGHTS_100_EPOCHS = "https://drive.google.com/file/d/1ZPu_7KhMEuaq-XdLhVp2EEgMgLJ4dKhr/view"
 WEIGHTS_500_EPOCHS = "https://drive.google.com/file/d/15n71qHXSBjEjrLtCOzvBb6gTsGhh7NUg/view"

@@ -22,7 +22,9 @@ import torch
 import torch.nn.functional as F
 from timm.models.beit import Beit
 
-from ultrabench_eval.adapter import (
+from ultrabench_eval.core.errors import UserError
+from ultrabench_eval.core.registry import register_model
+from ultrabench_eval.models.adapter import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     CheckpointAdapter,
@@ -30,8 +32,6 @@ from ultrabench_eval.adapter import (
     ModelInfo,
     count_parameters,
 )
-from ultrabench_eval.errors import UserError
-from ultrabench_eval.registry import register_model
 
 WEIGHTS_URL = "https://drive.google.com/file/d/1KRwXZgYterH895Z8EpXpR1L1eSMMJo4q/view"
 SHARED_BIAS = "rel_pos_bias.relative_position_bias_table"

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ultrabench_eval.task_card import TaskCard
+from ultrabench_eval.data.task_card import TaskCard
 
 
 @pytest.fixture(autouse=True)

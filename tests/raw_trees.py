@@ -18,7 +18,7 @@ import numpy as np
 import yaml
 from PIL import Image
 
-from ultrabench_eval.task_card import TaskCard
+from ultrabench_eval.data.task_card import TaskCard
 
 
 def fan_image(
@@ -63,7 +63,7 @@ def _rgb(gray: np.ndarray) -> np.ndarray:
 def override_card(name: str, split_sizes: dict[str, int], folder: Path, monkeypatch) -> TaskCard:
     """The shipped card of `name` with the fake tree's split sizes, put first in line through
     UBENCH_TASKS for this test only (the registry is restored afterwards)."""
-    from ultrabench_eval.registry import TASKS
+    from ultrabench_eval.core.registry import TASKS
 
     card = TASKS.get(name)
     data = yaml.safe_load(Path(card.path).read_text())
@@ -416,7 +416,7 @@ def prepare_check_bench(name: str, raw: Path, sizes: dict[str, int], tmp: Path, 
     import contextlib
     import io
 
-    from ultrabench_eval.cli import main
+    from ultrabench_eval.cli.parser import main
 
     def run(*argv: str) -> str:
         out, err = io.StringIO(), io.StringIO()

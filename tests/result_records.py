@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import f1_score
 
-from ultrabench_eval import results
-from ultrabench_eval.feature_cache import ids_hash
+from ultrabench_eval.features.feature_cache import ids_hash
+from ultrabench_eval.results import record as results
 
 
 def make_record(

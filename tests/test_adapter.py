@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from model_zoo.classical import PixelsAdapter
-from ultrabench_eval.adapter import InputSpec, ModelInfo, preprocess, token_poolings
+from ultrabench_eval.models.adapter import InputSpec, ModelInfo, preprocess, token_poolings
 
 
 def test_preprocess_resizes_repeats_and_normalises():

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from ultrabench_eval import atomic
+from ultrabench_eval.core import atomic
 
 
 def test_replace_and_no_temporaries(tmp_path):

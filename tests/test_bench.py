@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from ultrabench_eval import bench
-from ultrabench_eval.bench import BenchConfig
-from ultrabench_eval.errors import UserError
-from ultrabench_eval.results import read_records
-from ultrabench_eval.synth import write_suite
+from ultrabench_eval.core.errors import UserError
+from ultrabench_eval.data.synth import generate_missing_synth, write_suite
+from ultrabench_eval.protocols import bench
+from ultrabench_eval.protocols.config import BenchConfig
+from ultrabench_eval.results.record import read_records
 
 SYNTH = ["synth-lesion", "synth-texture", "synth-view"]
 
@@ -173,5 +173,5 @@ def test_bad_configuration_is_a_user_error_and_writes_nothing(
 
 
 def test_missing_generated_tasks_are_written_on_demand(tmp_path):
-    bench.generate_missing_synth(["synth-view"], tmp_path, log=lambda _: None)
+    generate_missing_synth(["synth-view"], tmp_path, log=lambda _: None)
     assert (tmp_path / "synth_view_v1" / "train.json").is_file()

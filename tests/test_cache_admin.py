@@ -1,9 +1,9 @@
 import pytest
 from conftest import make_dataset
 
-from ultrabench_eval import cache_admin
-from ultrabench_eval.cli import main
-from ultrabench_eval.errors import UserError
+from ultrabench_eval.cli.parser import main
+from ultrabench_eval.core.errors import UserError
+from ultrabench_eval.features import cache_admin
 
 
 @pytest.fixture
@@ -13,7 +13,7 @@ def filled_cache(tmp_path, monkeypatch, capsys):
     cards.mkdir()
     (cards / "toy.yaml").write_text(f"name: toy\ndataset: {card.dataset}\nclasses: [a, b]\n")
     monkeypatch.setenv("UBENCH_TASKS", str(cards))
-    from ultrabench_eval.registry import TASKS
+    from ultrabench_eval.core.registry import TASKS
 
     monkeypatch.setattr(TASKS, "_populated", False)
     cache = tmp_path / "cache"

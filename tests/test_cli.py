@@ -8,7 +8,7 @@ import sys
 import pytest
 from conftest import make_dataset
 
-from ultrabench_eval.cli import main
+from ultrabench_eval.cli.parser import main
 
 
 def _run(capsys, *argv):
@@ -44,7 +44,7 @@ def _card_folder(folder, name, dataset, monkeypatch=None):
     folder.mkdir()
     (folder / f"{name}.yaml").write_text(f"name: {name}\ndataset: {dataset}\nclasses: [a, b]\n")
     if monkeypatch is not None:
-        from ultrabench_eval.registry import TASKS
+        from ultrabench_eval.core.registry import TASKS
 
         monkeypatch.setenv("UBENCH_TASKS", str(folder))
         monkeypatch.setattr(TASKS, "_populated", False)  # read the cards again
@@ -124,7 +124,7 @@ def test_fewshot_table_has_a_row_per_budget(capsys, tmp_path, monkeypatch):
     ],
 )
 def test_user_errors_are_one_line_and_exit_2(capsys, tmp_path, argv, message):
-    from ultrabench_eval.synth import write_task
+    from ultrabench_eval.data.synth import write_task
 
     write_task("synth-view", tmp_path, num_images=12, image_size=32)
     if argv[0] == "bench":

@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from ultrabench_eval import config
+from ultrabench_eval.core import config
 
 
 def test_flag_beats_environment_beats_default(monkeypatch, tmp_path):

@@ -1,10 +1,10 @@
-"""The adapter contract, on every registered model (ultrabench_eval.testing)."""
+"""The adapter contract, on every registered model (ultrabench_eval.models.testing)."""
 
 import pytest
 
-from ultrabench_eval.bench import make_adapter
-from ultrabench_eval.registry import MODELS
-from ultrabench_eval.testing import (
+from ultrabench_eval.core.registry import MODELS
+from ultrabench_eval.models.factory import make_adapter
+from ultrabench_eval.models.testing import (
     check_embeddings,
     check_full_size_layouts,
     check_input_spec,

@@ -5,9 +5,9 @@ import pytest
 from conftest import make_dataset
 from PIL import Image
 
-from ultrabench_eval.cli import main
+from ultrabench_eval.cli.parser import main
+from ultrabench_eval.core.registry import TASKS
 from ultrabench_eval.corruptions import grid
-from ultrabench_eval.registry import TASKS
 
 
 @pytest.fixture
@@ -62,7 +62,7 @@ def test_show_writes_a_grid_of_rows_and_severities(toy, capsys):
 
 
 def test_default_rows_cover_every_corruption_and_a_composition():
-    from ultrabench_eval.registry import CORRUPTIONS
+    from ultrabench_eval.core.registry import CORRUPTIONS
 
     rows = grid.default_rows()
     assert set(CORRUPTIONS.names()) <= set(rows) and rows[-1] == "speckle+shadow"

@@ -1,7 +1,7 @@
 """`ubench corruptions`: every corruption, every parameter at every severity, the suites."""
 
+from ultrabench_eval.core.registry import CORRUPTIONS
 from ultrabench_eval.corruptions.listing import parameter_rows, render
-from ultrabench_eval.registry import CORRUPTIONS
 
 
 def test_every_parameter_of_every_corruption_is_listed():

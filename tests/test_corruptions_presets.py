@@ -2,10 +2,10 @@
 
 import pytest
 
+from ultrabench_eval.core.errors import UserError
+from ultrabench_eval.core.registry import CORRUPTIONS
 from ultrabench_eval.corruptions.filters import gaussian_kernel
 from ultrabench_eval.corruptions.presets import PRESETS, get_preset, parse_severities, suite
-from ultrabench_eval.errors import UserError
-from ultrabench_eval.registry import CORRUPTIONS
 
 
 def test_us_jepa_2026_is_the_papers_suite():

@@ -3,8 +3,8 @@ import json
 import pytest
 from conftest import make_dataset
 
-from ultrabench_eval.dataset import DatasetError, open_dataset
-from ultrabench_eval.errors import UserError
+from ultrabench_eval.core.errors import UserError
+from ultrabench_eval.data.dataset import DatasetError, open_dataset
 
 
 def _records(folder, split):

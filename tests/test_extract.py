@@ -7,13 +7,13 @@ import pytest
 import torch
 from conftest import make_dataset
 
-from ultrabench_eval.adapter import Adapter, InputSpec, ModelInfo
-from ultrabench_eval.dataset import open_dataset
-from ultrabench_eval.errors import UserError
-from ultrabench_eval.extract import cached_features, extract, resolve_device
-from ultrabench_eval.feature_cache import CacheKey
-from ultrabench_eval.image_store import open_store
-from ultrabench_eval.registry import TASKS
+from ultrabench_eval.core.errors import UserError
+from ultrabench_eval.core.registry import TASKS
+from ultrabench_eval.data.dataset import open_dataset
+from ultrabench_eval.data.image_store import open_store
+from ultrabench_eval.features.extract import cached_features, extract, resolve_device
+from ultrabench_eval.features.feature_cache import CacheKey
+from ultrabench_eval.models.adapter import Adapter, InputSpec, ModelInfo
 
 
 class CountingConv(Adapter):
@@ -118,7 +118,7 @@ def test_changed_split_invalidates_the_cached_file(tmp_path):
 
 
 def _write_entry(cache_root: str, value: float, rounds: int) -> None:
-    from ultrabench_eval import feature_cache
+    from ultrabench_eval.features import feature_cache
 
     key = CacheKey("m", "f" * 16, "t", "train")
     ids = [f"{i}.png" for i in range(50)]
@@ -128,7 +128,7 @@ def _write_entry(cache_root: str, value: float, rounds: int) -> None:
 
 
 def test_two_processes_writing_one_entry_leave_a_valid_file(tmp_path):
-    from ultrabench_eval import feature_cache
+    from ultrabench_eval.features import feature_cache
 
     context = multiprocessing.get_context("spawn")
     workers = [
@@ -155,8 +155,8 @@ def test_store_pipeline_matches_a_hand_written_pil_loop(tmp_path):
     from timm.data import create_transform
 
     from model_zoo.timm_models import RandomViTSmall
-    from ultrabench_eval.bench import store_resize
-    from ultrabench_eval.synth import write_task
+    from ultrabench_eval.data.synth import write_task
+    from ultrabench_eval.features.stores import store_resize
 
     folder = write_task("synth-lesion", tmp_path / "data", num_images=12, image_size=96)
     card = TASKS.get("synth-lesion")

@@ -1,7 +1,7 @@
 import numpy as np
 
-from ultrabench_eval import feature_cache
-from ultrabench_eval.feature_cache import CacheKey
+from ultrabench_eval.features import feature_cache
+from ultrabench_eval.features.feature_cache import CacheKey
 
 
 def _setup(tmp_path):

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from ultrabench_eval.fewshot import fraction_label, subsample
+from ultrabench_eval.probes.fewshot import fraction_label, subsample
 
 
 @pytest.fixture
@@ -39,7 +39,7 @@ def test_labels():
 
 
 def test_one_percent_keeps_every_class_and_shots_nest():
-    from ultrabench_eval.fewshot import Budget, budgets
+    from ultrabench_eval.probes.fewshot import Budget, budgets
 
     labels = np.repeat(np.arange(5), [300, 120, 40, 9, 2])
     idx = Budget(fraction=0.01).indices(labels, seed=4, n_classes=5)

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from conftest import make_dataset
 
-from ultrabench_eval.dataset import open_dataset
-from ultrabench_eval.errors import UserError
-from ultrabench_eval.image_store import decode_record, open_store, read_grayscale, store_dir
+from ultrabench_eval.core.errors import UserError
+from ultrabench_eval.data.dataset import open_dataset
+from ultrabench_eval.data.image_store import decode_record, open_store, read_grayscale, store_dir
 
 
 @pytest.fixture

@@ -2,8 +2,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from ultrabench_eval.errors import UserError
-from ultrabench_eval.layouts import CheckpointLayout, TensorSpec
+from ultrabench_eval.core.errors import UserError
+from ultrabench_eval.models.layouts import CheckpointLayout, TensorSpec
 
 
 def _layout(**overrides):
@@ -80,7 +80,7 @@ def test_unknown_layout_is_a_user_error():
 
 
 def test_every_shipped_manifest_reads():
-    from ultrabench_eval.layouts import layout_dirs
+    from ultrabench_eval.models.layouts import layout_dirs
 
     names = [p.stem for folder in layout_dirs() for p in folder.glob("*.json")]
     assert len(names) > 40

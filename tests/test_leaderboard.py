@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 from result_records import make_record, write_records
 
-from ultrabench_eval import leaderboard
-from ultrabench_eval.cli import main
-from ultrabench_eval.leaderboard import build_tables, render, render_markdown
+from ultrabench_eval.cli.parser import main
+from ultrabench_eval.report import leaderboard
+from ultrabench_eval.report.leaderboard import build_tables, render, render_markdown
 
 
 def _body(text, heading):
@@ -84,7 +84,7 @@ def test_models_not_significantly_worse_than_the_best_are_marked():
     assert cells["close"].endswith(" †") and not cells["close"].startswith("**")
     assert "†" not in cells["far"] and "†" not in cells["nopred"]
     # the same decision as the paired bootstrap's p-value on its own
-    from ultrabench_eval.stats import paired_bootstrap
+    from ultrabench_eval.results.stats import paired_bootstrap
 
     assert paired_bootstrap(np.array(labels), np.array(close), np.array(best), 3).p_value >= 0.05
     assert paired_bootstrap(np.array(labels), np.array(far), np.array(best), 3).p_value < 0.05

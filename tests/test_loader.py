@@ -3,9 +3,9 @@ import pytest
 import torch
 from conftest import make_dataset
 
-from ultrabench_eval.dataset import open_dataset
-from ultrabench_eval.image_store import open_store
-from ultrabench_eval.loader import device_batches
+from ultrabench_eval.data.dataset import open_dataset
+from ultrabench_eval.data.image_store import open_store
+from ultrabench_eval.data.loader import device_batches
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import pytest
 from sklearn.metrics import confusion_matrix as sk_confusion_matrix
 from sklearn.metrics import f1_score
 
-from ultrabench_eval.metrics import confusion_matrix, macro_f1, macro_f1_batched
+from ultrabench_eval.probes.metrics import confusion_matrix, macro_f1, macro_f1_batched
 
 
 def sk_macro_f1(t: np.ndarray, p: np.ndarray) -> float:

@@ -4,7 +4,7 @@ import torch
 from skimage.feature import hog as skimage_hog
 
 from model_zoo.classical import HogAdapter, PixelsAdapter, hog
-from ultrabench_eval.errors import UserError
+from ultrabench_eval.core.errors import UserError
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

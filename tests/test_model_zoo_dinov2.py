@@ -12,10 +12,10 @@ from safetensors.torch import save_file
 from timm.models.vision_transformer import checkpoint_filter_fn
 
 from model_zoo.dinov2 import VARIANTS, dino_poolings, dinov2_state, rename_keys
-from ultrabench_eval.bench import make_adapter
-from ultrabench_eval.errors import UserError
-from ultrabench_eval.layouts import CheckpointLayout
-from ultrabench_eval.weights import state_mismatches
+from ultrabench_eval.core.errors import UserError
+from ultrabench_eval.models.factory import make_adapter
+from ultrabench_eval.models.layouts import CheckpointLayout
+from ultrabench_eval.models.weights import state_mismatches
 
 DEPTH = 2
 

@@ -9,9 +9,9 @@ from safetensors.torch import save_file
 from timm.models.eva import checkpoint_filter_fn
 
 from model_zoo.dinov3 import VARIANTS, dinov3_state
-from ultrabench_eval.bench import make_adapter
-from ultrabench_eval.errors import UserError
-from ultrabench_eval.layouts import CheckpointLayout
+from ultrabench_eval.core.errors import UserError
+from ultrabench_eval.models.factory import make_adapter
+from ultrabench_eval.models.layouts import CheckpointLayout
 
 DEPTH = 2
 NAME = "dinov3-vits16"

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from model_zoo.echocare import ECHOCARE_ARCH, EchoCare, echocare_encoder_state
-from ultrabench_eval.errors import UserError
-from ultrabench_eval.layouts import CheckpointLayout
+from ultrabench_eval.core.errors import UserError
+from ultrabench_eval.models.layouts import CheckpointLayout
 
 
 @pytest.fixture(scope="module")

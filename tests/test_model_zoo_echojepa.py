@@ -6,9 +6,9 @@ import torch
 
 from model_zoo.echojepa import FILE_NAME, EchoJEPAL, echojepa_encoder_state
 from model_zoo.vjepa2_vit import VJEPA2VisionTransformer
-from ultrabench_eval.errors import UserError
-from ultrabench_eval.layouts import CheckpointLayout
-from ultrabench_eval.registry import MODELS
+from ultrabench_eval.core.errors import UserError
+from ultrabench_eval.core.registry import MODELS
+from ultrabench_eval.models.layouts import CheckpointLayout
 
 
 @pytest.fixture(scope="module")

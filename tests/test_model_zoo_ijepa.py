@@ -7,9 +7,9 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
-from ultrabench_eval.bench import make_adapter
-from ultrabench_eval.errors import UserError
-from ultrabench_eval.layouts import CheckpointLayout
+from ultrabench_eval.core.errors import UserError
+from ultrabench_eval.models.factory import make_adapter
+from ultrabench_eval.models.layouts import CheckpointLayout
 
 
 def jepa_reference_features(

@@ -8,9 +8,9 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 
 from model_zoo.rad_dino import rad_dino_state
-from ultrabench_eval.bench import make_adapter
-from ultrabench_eval.errors import UserError
-from ultrabench_eval.layouts import CheckpointLayout
+from ultrabench_eval.core.errors import UserError
+from ultrabench_eval.models.factory import make_adapter
+from ultrabench_eval.models.layouts import CheckpointLayout
 
 DEPTH = 2
 WIDTH, HEADS = 768, 12

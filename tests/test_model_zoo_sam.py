@@ -15,8 +15,8 @@ from model_zoo.sam import (
     kept_blocks,
     renumber_blocks,
 )
-from ultrabench_eval.errors import UserError
-from ultrabench_eval.layouts import CheckpointLayout
+from ultrabench_eval.core.errors import UserError
+from ultrabench_eval.models.layouts import CheckpointLayout
 
 # Features of segment_anything's ImageEncoderViT (facebookresearch/segment-anything@dca509f,
 # depth 2 with global attention in block 1, window 14, rel-pos, LayerNorm eps 1e-6, 1024 px)

@@ -8,8 +8,8 @@ import torch
 
 from model_zoo.sam import NECK_MEAN, PRENECK_MEAN, kept_blocks, renumber_blocks
 from model_zoo.samus import Samus
-from ultrabench_eval.errors import UserError
-from ultrabench_eval.layouts import CheckpointLayout
+from ultrabench_eval.core.errors import UserError
+from ultrabench_eval.models.layouts import CheckpointLayout
 
 # Features of SAMUS's ImageEncoderViT (xianlin7/SAMUS@030ed07, models/segment_anything_samus/
 # modeling/image_encoder.py, as build_samus_vit_b makes it at 256 px but with depth 2 and the

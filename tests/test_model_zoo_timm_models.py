@@ -4,8 +4,8 @@ import torch
 from safetensors.torch import save_file
 
 from model_zoo.timm_models import RandomViTSmall, TimmAdapter
-from ultrabench_eval.errors import UserError
-from ultrabench_eval.registry import MODELS
+from ultrabench_eval.core.errors import UserError
+from ultrabench_eval.core.registry import MODELS
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,9 @@ import torch
 
 from model_zoo.sam import NECK_MEAN, PRENECK_MEAN, SamViTB, kept_blocks, renumber_blocks
 from model_zoo.ultrasam import ULTRASAM_URL, UltraSam
-from ultrabench_eval.config import cache_root
-from ultrabench_eval.errors import UserError
-from ultrabench_eval.layouts import CheckpointLayout
+from ultrabench_eval.core.config import cache_root
+from ultrabench_eval.core.errors import UserError
+from ultrabench_eval.models.layouts import CheckpointLayout
 
 
 def _sam_to_mmdet_backbone(official):

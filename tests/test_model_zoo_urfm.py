@@ -8,8 +8,8 @@ import timm
 import torch
 
 from model_zoo.urfm import FILE_VITB16, FILE_VITL16, HUB_REPO, URFM, URFMLarge
-from ultrabench_eval.errors import UserError
-from ultrabench_eval.layouts import CheckpointLayout
+from ultrabench_eval.core.errors import UserError
+from ultrabench_eval.models.layouts import CheckpointLayout
 
 DEPTH = 2
 

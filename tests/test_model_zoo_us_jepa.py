@@ -6,9 +6,9 @@ import pytest
 import torch
 from test_model_zoo_ijepa import jepa_reference_features
 
-from ultrabench_eval.bench import make_adapter
-from ultrabench_eval.errors import UserError
-from ultrabench_eval.layouts import CheckpointLayout
+from ultrabench_eval.core.errors import UserError
+from ultrabench_eval.models.factory import make_adapter
+from ultrabench_eval.models.layouts import CheckpointLayout
 
 
 def images(n: int = 2) -> torch.Tensor:

@@ -5,8 +5,8 @@ import torch
 import torch.nn.functional as F
 
 from model_zoo.usf_mae import USFMAE, WEIGHTS_100_EPOCHS
-from ultrabench_eval.errors import UserError
-from ultrabench_eval.layouts import CheckpointLayout
+from ultrabench_eval.core.errors import UserError
+from ultrabench_eval.models.layouts import CheckpointLayout
 
 DEPTH = 2
 DIM, HEADS = 768, 12

@@ -6,8 +6,8 @@ import torch
 from timm.models.beit import Beit
 
 from model_zoo.usfm import USFM, WEIGHTS_URL
-from ultrabench_eval.errors import UserError
-from ultrabench_eval.layouts import CheckpointLayout
+from ultrabench_eval.core.errors import UserError
+from ultrabench_eval.models.layouts import CheckpointLayout
 
 DEPTH = 2
 

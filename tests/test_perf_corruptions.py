@@ -6,7 +6,7 @@ import cv2
 import pytest
 import torch
 
-from ultrabench_eval import perf_corruptions
+from benchmarks import perf_corruptions
 from ultrabench_eval.corruptions.presets import PRESETS
 
 

@@ -4,8 +4,8 @@ import pytest
 from matplotlib.collections import PolyCollection
 from result_records import make_record, write_records
 
-from ultrabench_eval import plots
-from ultrabench_eval.cli import main
+from ultrabench_eval.cli.parser import main
+from ultrabench_eval.report import plots
 
 # (model, task) -> {fraction: (mean, std)}
 FEWSHOT = {

@@ -7,8 +7,8 @@ import shutil
 import pytest
 from raw_trees import prepare_check_bench, write_aul
 
-from ultrabench_eval.errors import UserError
-from ultrabench_eval.prepare import aul
+from ultrabench_eval.core.errors import UserError
+from ultrabench_eval.data.prepare import aul
 
 
 def test_raw_tree_to_checked_task_and_bench(tmp_path, monkeypatch):

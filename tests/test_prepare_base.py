@@ -2,8 +2,8 @@
 
 import pytest
 
-from ultrabench_eval.errors import UserError
-from ultrabench_eval.prepare.base import find_root, listing, require
+from ultrabench_eval.core.errors import UserError
+from ultrabench_eval.data.prepare.base import find_root, listing, require
 
 
 def _marked(folder):

@@ -8,9 +8,9 @@ import pytest
 from PIL import Image
 from raw_trees import prepare_check_bench, write_busbra
 
-from ultrabench_eval.errors import UserError
-from ultrabench_eval.prepare import busbra
-from ultrabench_eval.prepare.ultrabench_format import grouped_split
+from ultrabench_eval.core.errors import UserError
+from ultrabench_eval.data.prepare import busbra
+from ultrabench_eval.data.prepare.ultrabench_format import grouped_split
 
 
 def _records(folder):

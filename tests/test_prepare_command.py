@@ -3,7 +3,7 @@
 import pytest
 from raw_trees import write_busbra
 
-from ultrabench_eval.cli import main
+from ultrabench_eval.cli.parser import main
 
 
 def _run(capsys, *argv):

@@ -5,9 +5,9 @@ import re
 import pytest
 from raw_trees import FATTY_LIVER_FILE, prepare_check_bench, write_fatty_liver
 
-from ultrabench_eval.cli import main
-from ultrabench_eval.errors import UserError
-from ultrabench_eval.prepare import fatty_liver
+from ultrabench_eval.cli.parser import main
+from ultrabench_eval.core.errors import UserError
+from ultrabench_eval.data.prepare import fatty_liver
 
 
 def test_raw_file_to_checked_task_and_bench(tmp_path, monkeypatch):

@@ -6,8 +6,8 @@ import re
 import pytest
 from raw_trees import prepare_check_bench, write_pocus
 
-from ultrabench_eval.errors import UserError
-from ultrabench_eval.prepare import pocus
+from ultrabench_eval.core.errors import UserError
+from ultrabench_eval.data.prepare import pocus
 
 
 def test_raw_tree_to_checked_task_and_bench(tmp_path, monkeypatch):

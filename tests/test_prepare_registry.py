@@ -4,11 +4,11 @@ import importlib
 
 import pytest
 
-from ultrabench_eval.errors import UserError
-from ultrabench_eval.prepare.registry import PREPARERS, preparer_for, preparer_for_task
-from ultrabench_eval.prepare.ultrabench import output_folder
-from ultrabench_eval.registry import TASKS
-from ultrabench_eval.task_card import TaskCard
+from ultrabench_eval.core.errors import UserError
+from ultrabench_eval.core.registry import TASKS
+from ultrabench_eval.data.prepare.registry import PREPARERS, preparer_for, preparer_for_task
+from ultrabench_eval.data.prepare.ultrabench import output_folder
+from ultrabench_eval.data.task_card import TaskCard
 
 PAPER_TASKS = ("aul", "busbra", "butterfly", "fatty-liver", "gbcu", "mmotu", "pocus", "tn5000")
 

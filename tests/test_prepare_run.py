@@ -5,12 +5,12 @@ import json
 import pytest
 from raw_trees import write_busbra
 
-from ultrabench_eval.errors import UserError
-from ultrabench_eval.prepare.base import Preparer
-from ultrabench_eval.prepare.registry import PREPARERS
-from ultrabench_eval.prepare.run import prepare
-from ultrabench_eval.registry import TASKS
-from ultrabench_eval.task_card import TaskCard
+from ultrabench_eval.core.errors import UserError
+from ultrabench_eval.core.registry import TASKS
+from ultrabench_eval.data.prepare.base import Preparer
+from ultrabench_eval.data.prepare.registry import PREPARERS
+from ultrabench_eval.data.prepare.run import prepare
+from ultrabench_eval.data.task_card import TaskCard
 
 
 def _card(preparer_id, dataset="toy_v1"):

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 from raw_trees import write_aul, write_gbcu
 
-from ultrabench_eval.errors import UserError
-from ultrabench_eval.prepare import aul, gbcu
-from ultrabench_eval.prepare.ultrabench import _pandas2_strings, output_folder, run_processor
+from ultrabench_eval.core.errors import UserError
+from ultrabench_eval.data.prepare import aul, gbcu
+from ultrabench_eval.data.prepare.ultrabench import _pandas2_strings, output_folder, run_processor
 
 
 def _splits(folder):

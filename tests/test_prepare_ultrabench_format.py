@@ -5,7 +5,7 @@ import json
 import numpy as np
 from PIL import Image
 
-from ultrabench_eval.prepare.ultrabench_format import (
+from ultrabench_eval.data.prepare.ultrabench_format import (
     grouped_split,
     read_gray,
     write_image_and_scan_mask,

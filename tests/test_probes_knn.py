@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
+from ultrabench_eval.core.registry import PROBES
 from ultrabench_eval.probes import KNNProbe
-from ultrabench_eval.registry import PROBES
 
 
 def test_nearest_neighbour_votes_and_k_choice():

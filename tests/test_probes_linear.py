@@ -11,7 +11,7 @@ import torch
 from scipy.special import logsumexp
 from sklearn.linear_model import LogisticRegression
 
-from ultrabench_eval.metrics import macro_f1
+from ultrabench_eval.core.registry import PROBES
 from ultrabench_eval.probes import LinearProbe, ProbeResult
 from ultrabench_eval.probes.linear import (
     DEFAULT_CS,
@@ -19,7 +19,7 @@ from ultrabench_eval.probes.linear import (
     select_C,
     standardise,
 )
-from ultrabench_eval.registry import PROBES
+from ultrabench_eval.probes.metrics import macro_f1
 
 Split = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 

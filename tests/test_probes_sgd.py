@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from ultrabench_eval.metrics import macro_f1
+from ultrabench_eval.probes.metrics import macro_f1
 from ultrabench_eval.probes.sgd import MLP, US_JEPA_2026, SGDProbe
 
 

@@ -4,10 +4,10 @@ import io
 import pytest
 from result_records import make_record, write_records
 
-from ultrabench_eval import published
-from ultrabench_eval.cli import main
-from ultrabench_eval.errors import UserError
-from ultrabench_eval.registry import MODELS, TASKS
+from ultrabench_eval.cli.parser import main
+from ultrabench_eval.core.errors import UserError
+from ultrabench_eval.core.registry import MODELS, TASKS
+from ultrabench_eval.results import published
 
 
 def test_us_jepa_table_is_whole_sourced_and_mapped():

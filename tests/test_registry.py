@@ -3,8 +3,8 @@ import textwrap
 
 import pytest
 
-from ultrabench_eval.errors import UserError
-from ultrabench_eval.registry import MODELS, Registry
+from ultrabench_eval.core.errors import UserError
+from ultrabench_eval.core.registry import MODELS, Registry
 
 
 def test_unknown_name_lists_known_ones_and_a_suggestion():
@@ -75,7 +75,7 @@ PLUGIN_SOURCE = """
 def test_third_party_module_entry_point(plugin_path):
     source = """
         from model_zoo.classical import PixelsAdapter
-        from ultrabench_eval.registry import register_model
+        from ultrabench_eval.core.registry import register_model
 
         @register_model("plugin-model")
         class PluginModel(PixelsAdapter):

@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 from result_records import make_record, write_records
 
-from ultrabench_eval import regression, results
-from ultrabench_eval.cli import main
-from ultrabench_eval.errors import UserError
+from ultrabench_eval.cli.parser import main
+from ultrabench_eval.core.errors import UserError
+from ultrabench_eval.results import record as results
+from ultrabench_eval.results import regression
 
 ROOT = Path(__file__).resolve().parent.parent
 CI_BASELINE = ROOT / "results" / "baselines" / "synth-weightfree.json"

@@ -7,8 +7,9 @@ import pytest
 from PIL import Image
 from result_records import make_record, write_records
 
-from ultrabench_eval import leaderboard, plots, report
-from ultrabench_eval.cli import main
+from ultrabench_eval.cli.parser import main
+from ultrabench_eval.report import html as report
+from ultrabench_eval.report import leaderboard, plots
 
 VOID = {"meta", "br", "hr", "img", "link", "input", "wbr", "col", "source"}
 

@@ -1,8 +1,14 @@
 import pytest
 
-from ultrabench_eval.errors import UserError
-from ultrabench_eval.fewshot import Budget
-from ultrabench_eval.results import SCHEMA, protocol_id, read_records, record_path, write_record
+from ultrabench_eval.core.errors import UserError
+from ultrabench_eval.probes.fewshot import Budget
+from ultrabench_eval.results.record import (
+    SCHEMA,
+    protocol_id,
+    read_records,
+    record_path,
+    write_record,
+)
 
 
 def _record(model="timm:vit", task="t1", protocol="linear", mean=50.0):

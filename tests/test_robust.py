@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 from conftest import make_dataset
 
-from ultrabench_eval import bench, robust
-from ultrabench_eval.bench import BenchConfig
-from ultrabench_eval.cli import main
+from ultrabench_eval.cli.parser import main
+from ultrabench_eval.core.registry import TASKS
 from ultrabench_eval.corruptions.base import frozen
 from ultrabench_eval.corruptions.intensity import ContrastDepletion
-from ultrabench_eval.registry import TASKS
-from ultrabench_eval.results import read_records
+from ultrabench_eval.protocols import bench, robust
+from ultrabench_eval.protocols.config import BenchConfig
+from ultrabench_eval.results.record import read_records
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 import numpy as np
 
-from ultrabench_eval.scan_mask import derive_scan_mask
+from ultrabench_eval.data.scan_mask import derive_scan_mask
 
 
 def _sector(h=120, w=120):

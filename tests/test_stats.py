@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from ultrabench_eval.stats import (
+from ultrabench_eval.results.stats import (
     bootstrap_ci,
     mean_rank,
     paired_bootstrap,

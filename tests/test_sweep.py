@@ -3,9 +3,9 @@
 import pytest
 from conftest import make_dataset
 
-from ultrabench_eval import bench, sweep
-from ultrabench_eval.cli import main
-from ultrabench_eval.errors import UserError
+from ultrabench_eval.cli.parser import main
+from ultrabench_eval.core.errors import UserError
+from ultrabench_eval.protocols import bench, sweep
 
 
 @pytest.fixture
@@ -15,7 +15,7 @@ def toy_task(tmp_path, monkeypatch):
     cards.mkdir()
     (cards / "toy.yaml").write_text(f"name: toy\ndataset: {card.dataset}\nclasses: [a, b]\n")
     monkeypatch.setenv("UBENCH_TASKS", str(cards))
-    from ultrabench_eval.registry import TASKS
+    from ultrabench_eval.core.registry import TASKS
 
     monkeypatch.setattr(TASKS, "_populated", False)
     return tmp_path
@@ -56,7 +56,7 @@ def test_one_local_job_per_model_gives_the_same_records(toy_task, capsys):
     assert "| pixels" in out.out and "| hog" in out.out
     assert main(["bench", *argv, "--results", str(tmp / "direct"), "--cache", str(tmp / "c2")]) == 0
     capsys.readouterr()
-    from ultrabench_eval.results import read_records
+    from ultrabench_eval.results.record import read_records
 
     def scores(folder):
         return {

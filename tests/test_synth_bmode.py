@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from ultrabench_eval.synth import bmode
-from ultrabench_eval.synth.bmode import CONVEX, LINEAR, Medium, Probe, Scanner
+from ultrabench_eval.data.synth import bmode
+from ultrabench_eval.data.synth.bmode import CONVEX, LINEAR, Medium, Probe, Scanner
 
 SIZE = 128
 LINEAR_PROBE = Probe(LINEAR, width=0.8, margin=0.03)

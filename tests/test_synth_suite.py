@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ultrabench_eval.dataset import open_dataset
-from ultrabench_eval.errors import UserError
-from ultrabench_eval.synth import (
+from ultrabench_eval.core.errors import UserError
+from ultrabench_eval.data.dataset import open_dataset
+from ultrabench_eval.data.synth import (
     MANIFEST,
     SUITE_VERSION,
     SYNTH_TASKS,
@@ -26,7 +26,7 @@ from ultrabench_eval.synth import (
     write_suite,
     write_task,
 )
-from ultrabench_eval.task_card import SPLITS, read_card
+from ultrabench_eval.data.task_card import SPLITS, read_card
 
 REPO = Path(__file__).resolve().parent.parent
 SMALL = {"num_images": 12, "image_size": 48}
@@ -86,7 +86,7 @@ def test_image_k_does_not_depend_on_the_number_of_images(suite_dir, tmp_path):
 def test_streams_do_not_use_python_hash(tmp_path):
     # hash() of a str changes with PYTHONHASHSEED; the images must not
     code = (
-        "import hashlib; from ultrabench_eval.synth import generate_image; "
+        "import hashlib; from ultrabench_eval.data.synth import generate_image; "
         "print(hashlib.sha256(generate_image('synth-lesion', 3, image_size=32)[0]).hexdigest())"
     )
     env = {**os.environ, "PYTHONHASHSEED": "12345"}

@@ -1,8 +1,8 @@
 import pytest
 
-from ultrabench_eval.errors import UserError
-from ultrabench_eval.registry import Registry
-from ultrabench_eval.task_card import TaskCard, read_card, register_cards
+from ultrabench_eval.core.errors import UserError
+from ultrabench_eval.core.registry import Registry
+from ultrabench_eval.data.task_card import TaskCard, read_card, register_cards
 
 CARD = """
 name: thyroid-toy

@@ -8,9 +8,9 @@ import pytest
 from conftest import make_dataset
 from raw_trees import override_card, write_busbra
 
-from ultrabench_eval.cli import main
-from ultrabench_eval.errors import UserError
-from ultrabench_eval.task_check import FAIL, OK, SKIP, WARN, check_task, format_report
+from ultrabench_eval.cli.parser import main
+from ultrabench_eval.core.errors import UserError
+from ultrabench_eval.data.task_check import FAIL, OK, SKIP, WARN, check_task, format_report
 
 
 def _status(report, check):

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from ultrabench_eval.cli import main
-from ultrabench_eval.registry import MODELS
-from ultrabench_eval.testing import (
+from ultrabench_eval.cli.parser import main
+from ultrabench_eval.core.registry import MODELS
+from ultrabench_eval.models.testing import (
     check_adapter,
     check_embeddings,
     check_full_size_layouts,
@@ -80,7 +80,7 @@ def test_dropped_weights_are_caught(toy):
 def test_a_lenient_loader_is_caught(toy, tmp_path):
     class Lenient(toy.ToyConvNet):
         def load(self, weights=None):
-            from ultrabench_eval.weights import read_checkpoint
+            from ultrabench_eval.models.weights import read_checkpoint
 
             model = self.build_model()
             state = self.convert_checkpoint(read_checkpoint(weights), str(weights))
@@ -107,7 +107,7 @@ def test_input_spec_against_the_model_card_and_metadata(toy):
     class OtherSize(toy.ToyConvNet):
         @property
         def input_spec(self):
-            from ultrabench_eval.adapter import InputSpec
+            from ultrabench_eval.models.adapter import InputSpec
 
             return InputSpec(size=(96, 96), mean=(0.5,) * 3, std=(0.25,) * 3)
 

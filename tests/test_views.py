@@ -7,12 +7,12 @@ import pytest
 import torch
 from corruption_batches import batch
 
-from ultrabench_eval import views
+from ultrabench_eval.core.errors import UserError
+from ultrabench_eval.core.registry import CORRUPTIONS
+from ultrabench_eval.corruptions import views
 from ultrabench_eval.corruptions.base import frozen
 from ultrabench_eval.corruptions.intensity import GaussianNoise
-from ultrabench_eval.errors import UserError
-from ultrabench_eval.registry import CORRUPTIONS
-from ultrabench_eval.views import View
+from ultrabench_eval.corruptions.views import View
 
 ALL = CORRUPTIONS.names()
 # corruptions that draw nothing: the same image whatever the seed

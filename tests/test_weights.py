@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from ultrabench_eval.errors import UserError
-from ultrabench_eval.weights import (
+from ultrabench_eval.core.errors import UserError
+from ultrabench_eval.models.weights import (
     file_sha256,
     read_checkpoint,
     select_state_dict,

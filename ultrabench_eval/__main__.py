@@ -1,3 +1,3 @@
-from ultrabench_eval.cli import main
+from ultrabench_eval.cli.parser import main
 
 raise SystemExit(main())

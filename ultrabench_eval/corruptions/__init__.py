@@ -2,6 +2,7 @@
 the device, with one random generator per image; the caller keeps the outside of the scan mask
 unchanged. `presets` groups them into suites (`us-jepa-2026`, `ultrasound-5`)."""
 
+from ultrabench_eval.core.registry import CORRUPTIONS
 from ultrabench_eval.corruptions.artefacts import Attenuation, Haze, Reverberation
 from ultrabench_eval.corruptions.base import Corruption
 from ultrabench_eval.corruptions.filters import Blur, UsJepaBlur
@@ -15,7 +16,6 @@ from ultrabench_eval.corruptions.jpeg import JpegCompression
 from ultrabench_eval.corruptions.presets import PRESETS, Preset, get_preset
 from ultrabench_eval.corruptions.shadows import AcousticShadow, GaussianShadow
 from ultrabench_eval.corruptions.speckle import Speckle, UsJepaSpeckle
-from ultrabench_eval.registry import CORRUPTIONS
 
 BUILT_IN = (
     Speckle,

@@ -13,13 +13,13 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from ultrabench_eval import atomic
+from ultrabench_eval.core import atomic
+from ultrabench_eval.core.errors import UserError
+from ultrabench_eval.core.registry import CORRUPTIONS, TASKS
 from ultrabench_eval.corruptions.presets import PRESETS
-from ultrabench_eval.dataset import open_dataset
-from ultrabench_eval.errors import UserError
-from ultrabench_eval.image_store import decode_record, read_grayscale
-from ultrabench_eval.registry import CORRUPTIONS, TASKS
-from ultrabench_eval.views import View
+from ultrabench_eval.corruptions.views import View
+from ultrabench_eval.data.dataset import open_dataset
+from ultrabench_eval.data.image_store import decode_record, read_grayscale
 
 LABEL_WIDTH = 150
 HEADER = 22
@@ -125,7 +125,7 @@ def write_grid(
 
 def command(args: argparse.Namespace) -> int:
     """`ubench corruptions show`."""
-    from ultrabench_eval import config
+    from ultrabench_eval.core import config
     from ultrabench_eval.corruptions.presets import get_preset
 
     if args.corruptions and args.preset:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from tabulate import tabulate
 
+from ultrabench_eval.core.registry import CORRUPTIONS
 from ultrabench_eval.corruptions.presets import PRESETS
-from ultrabench_eval.registry import CORRUPTIONS
 
 
 def corruption_rows() -> list[list[str]]:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 
-from ultrabench_eval.errors import UserError
-from ultrabench_eval.registry import CORRUPTIONS
+from ultrabench_eval.core.errors import UserError
+from ultrabench_eval.core.registry import CORRUPTIONS
 
 
 @dataclass(frozen=True)

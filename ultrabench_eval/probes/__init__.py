@@ -8,11 +8,11 @@
 | `mlp` | one hidden layer, AdamW, early stopping (batched seeds) |
 """
 
+from ultrabench_eval.core.registry import PROBES
 from ultrabench_eval.probes.base import Probe, ProbeResult
 from ultrabench_eval.probes.knn import KNNProbe
 from ultrabench_eval.probes.linear import LinearProbe
 from ultrabench_eval.probes.sgd import MLP, US_JEPA_2026, SGDProbe
-from ultrabench_eval.registry import PROBES
 
 
 class USJepa2026Probe(SGDProbe):

@@ -7,8 +7,8 @@ import time
 import numpy as np
 import torch
 
-from ultrabench_eval.metrics import macro_f1, macro_f1_batched
 from ultrabench_eval.probes.base import Probe, ProbeResult
+from ultrabench_eval.probes.metrics import macro_f1, macro_f1_batched
 
 DEFAULT_KS = (1, 3, 5, 10, 20, 50, 100)
 

@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ultrabench_eval.metrics import macro_f1, macro_f1_batched
 from ultrabench_eval.probes.base import BatchedProbe, ProbeResult
 from ultrabench_eval.probes.lbfgs import minimize_batched
+from ultrabench_eval.probes.metrics import macro_f1, macro_f1_batched
 
 __all__ = [
     "DEFAULT_CS",

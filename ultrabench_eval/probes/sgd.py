@@ -30,8 +30,8 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 import torch
 
-from ultrabench_eval.metrics import macro_f1
 from ultrabench_eval.probes.base import BatchedProbe, ProbeResult
+from ultrabench_eval.probes.metrics import macro_f1
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,6 @@ from typing import Any
 
 import torch
 from torch import nn
-
 from ultrabench_eval.adapter import CheckpointAdapter, InputSpec, ModelInfo, count_parameters
 from ultrabench_eval.errors import UserError
 from ultrabench_eval.layouts import CheckpointLayout

@@ -1,0 +1,1 @@
+"""Speed benchmarks run by `make perf` (outside the installed package)."""

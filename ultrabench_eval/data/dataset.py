@@ -1,0 +1,184 @@
+"""Reader and validator for UltraBench-format dataset folders.
+
+A folder holds `train.json`, `validation.json` and `test.json`, each a JSON list of records
+with a relative `image` path, an integer label (field named by the task card), an optional
+relative `scan_mask` path and an optional group field (patient, source video).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ultrabench_eval.core.errors import UserError
+from ultrabench_eval.data.task_card import SPLITS, TaskCard
+
+_MAX_LISTED = 4
+
+
+@dataclass(frozen=True)
+class Record:
+    image: str
+    label: int
+    scan_mask: str | None = None
+    group: str | None = None
+
+
+@dataclass(frozen=True)
+class Split:
+    name: str
+    root: Path
+    records: tuple[Record, ...]
+
+    @property
+    def ids(self) -> list[str]:
+        """Image paths relative to the dataset folder: the images' identity everywhere."""
+        return [r.image for r in self.records]
+
+    @property
+    def labels(self) -> np.ndarray:
+        return np.array([r.label for r in self.records], dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    card: TaskCard
+    root: Path
+    splits: dict[str, Split]
+
+
+class DatasetError(UserError):
+    """A dataset folder that does not hold a valid task: every problem found, in one line."""
+
+    def __init__(self, root: Path, problems: list[str]):
+        self.problems = problems
+        shown = "; ".join(problems[:_MAX_LISTED])
+        more = f"; and {len(problems) - _MAX_LISTED} more" if len(problems) > _MAX_LISTED else ""
+        super().__init__(f"dataset folder {root} is not valid: {shown}{more}")
+
+
+def dataset_path(card: TaskCard, data_root: Path) -> Path:
+    return Path(data_root) / card.dataset
+
+
+def open_dataset(card: TaskCard, data_root: Path, check_files: bool = True) -> Dataset:
+    """Read and validate the task's folder under `data_root`; raise DatasetError listing what is
+    wrong (missing folder or split file, malformed records, missing images or masks, labels
+    outside the class list, classes with no example)."""
+    root = dataset_path(card, data_root)
+    if not root.is_dir():
+        hint = (
+            "run `ubench synth --out DIR` to generate it"
+            if card.generator == "synth"
+            else "prepare the dataset into that folder or point --data / UBENCH_DATA at its parent"
+        )
+        raise UserError(f"dataset folder for task '{card.name}' not found: {root} ({hint})")
+    problems: list[str] = []
+    splits = {}
+    for name in SPLITS:
+        records = _read_split(root, name, card, problems)
+        if records is not None:
+            splits[name] = Split(name, root, tuple(records))
+    if check_files:
+        for split in splits.values():
+            _check_files(split, problems)
+    _check_classes(card, splits, problems)
+    if problems:
+        raise DatasetError(root, problems)
+    return Dataset(card, root, splits)
+
+
+def _read_split(root: Path, name: str, card: TaskCard, problems: list[str]) -> list[Record] | None:
+    path = root / f"{name}.json"
+    if not path.is_file():
+        problems.append(f"missing split file {name}.json")
+        return None
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        problems.append(f"{name}.json is not valid JSON ({exc})")
+        return None
+    if not isinstance(raw, list):
+        problems.append(f"{name}.json must hold a list of records, not a {type(raw).__name__}")
+        return None
+    if not raw:
+        problems.append(f"{name}.json has no records")
+        return None
+    records = []
+    seen: set[str] = set()
+    for index, item in enumerate(raw):
+        where = f"{name}.json record {index}"
+        record = _parse_record(item, card, where, problems)
+        if record is None:
+            continue
+        if record.image in seen:
+            problems.append(f"{where}: image {record.image} listed twice in {name}.json")
+            continue
+        seen.add(record.image)
+        records.append(record)
+    return records
+
+
+def _parse_record(item: object, card: TaskCard, where: str, problems: list[str]) -> Record | None:
+    if not isinstance(item, dict):
+        problems.append(f"{where} is not an object")
+        return None
+    image = item.get("image")
+    if not isinstance(image, str) or not image:
+        problems.append(f"{where} has no 'image' path")
+        return None
+    label = _parse_label(item.get(card.label_field), card)
+    if label is None:
+        value = item.get(card.label_field, "<missing>")
+        problems.append(
+            f"{where} ({image}): label field '{card.label_field}' = {value!r} is outside the "
+            f"class list (0..{card.num_classes - 1}: {', '.join(card.classes)})"
+        )
+        return None
+    mask = item.get("scan_mask")
+    if mask is not None and (not isinstance(mask, str) or not mask):
+        problems.append(f"{where} ({image}): 'scan_mask' must be a relative path or absent")
+        return None
+    group = item.get(card.group_field) if card.group_field else None
+    return Record(
+        image=image, label=label, scan_mask=mask, group=None if group is None else str(group)
+    )
+
+
+def _parse_label(value: object, card: TaskCard) -> int | None:
+    # UltraBench writes integer labels; a class name is accepted too.
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, np.integer)) and 0 <= int(value) < card.num_classes:
+        return int(value)
+    if isinstance(value, str) and value in card.classes:
+        return card.classes.index(value)
+    return None
+
+
+def _check_files(split: Split, problems: list[str]) -> None:
+    for record in split.records:
+        for kind, rel in (("image", record.image), ("scan mask", record.scan_mask)):
+            if rel is None:
+                continue
+            path = split.root / rel
+            if not path.is_file():
+                problems.append(f"{split.name}.json: {kind} {rel} not found")
+
+
+def _check_classes(card: TaskCard, splits: dict[str, Split], problems: list[str]) -> None:
+    # Training needs every class; the test macro-F1 is only comparable when every class is there.
+    for name in ("train", "test"):
+        split = splits.get(name)
+        if split is None or not split.records:
+            continue
+        counts = np.bincount(split.labels, minlength=card.num_classes)
+        empty = [card.classes[i] for i in np.flatnonzero(counts == 0)]
+        if empty:
+            problems.append(f"{name}.json has no example of class(es) {', '.join(empty)}")

@@ -1,0 +1,3 @@
+"""Protocols: the bench (clean features, label budgets), robustness and cluster sweeps, written as
+result records.
+"""

@@ -1,0 +1,1 @@
+"""Report: leaderboard tables and their renderers, plots and the HTML report."""

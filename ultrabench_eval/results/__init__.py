@@ -1,0 +1,3 @@
+"""Results: the typed result record, its files, statistics, the regression check and published
+tables.
+"""

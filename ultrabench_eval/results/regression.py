@@ -1,0 +1,203 @@
+"""Regression check: current result records against a stored baseline.
+
+A baseline is a JSON file with one cell per model x task x protocol: the mean and std of test
+macro-F1 (x100) and the setup that makes two cells comparable (seeds, split sizes, image store,
+probe options). `ubench check` fails (exit 1) when a cell dropped by more than the tolerance
+(points of macro-F1, or k baseline std), when a baseline cell has no record any more, or when a
+cell's setup differs from the baseline's (the scores would not be comparable). Cells that got
+better, or that the baseline does not have, are reported and do not fail.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tabulate import tabulate
+
+from ultrabench_eval.core import atomic
+from ultrabench_eval.core.errors import UserError
+
+SCHEMA = "ultrabench-eval/baseline/1"
+DEFAULT_TOLERANCE = 1.0  # points of macro-F1 (x100)
+_EPS = 1e-9  # a drop exactly at the tolerance passes, whatever the float rounding
+
+
+def cell_key(cell: dict[str, Any]) -> tuple[str, str, str]:
+    return (cell["model"], cell["task"], cell["protocol"])
+
+
+def cell_of(record: dict[str, Any]) -> dict[str, Any]:
+    """The baseline's view of a result record."""
+    protocol = record["protocol"]
+    return {
+        "model": record["model"]["name"],
+        "task": record["task"]["name"],
+        "protocol": protocol["id"],
+        "mean": record["scores"]["mean"],
+        "std": record["scores"]["std"],
+        "per_seed": record["scores"].get("per_seed"),
+        "setup": {
+            "seeds": len(protocol.get("seeds") or record["scores"].get("per_seed") or []),
+            "split_sizes": record["task"].get("split_sizes"),
+            "image_store": protocol.get("image_store"),
+            "probe_options": protocol.get("probe_options"),
+        },
+    }
+
+
+def make_baseline(records: list[dict[str, Any]]) -> dict[str, Any]:
+    cells = sorted((cell_of(r) for r in records), key=cell_key)
+    return {
+        "schema": SCHEMA,
+        "note": "written by `ubench check --update`; CI's configuration is in .ci/bench-check",
+        "cells": cells,
+    }
+
+
+def write_baseline(path: Path, records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Rewrite the baseline from `records` atomically (a reader sees the old or the new one)."""
+    if not records:
+        raise UserError("no result records to make a baseline from: run `ubench bench` first")
+    baseline = make_baseline(records)
+    atomic.write_json(path, baseline)
+    return baseline
+
+
+def read_baseline(path: Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(
+            f"baseline not found: {path} (make one with `ubench check --update --baseline {path}`)"
+        ) from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UserError(f"cannot read baseline {path}: {exc}") from None
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        raise UserError(f"{path} is not a ubench baseline (schema {SCHEMA})")
+    for i, cell in enumerate(data.get("cells", [])):
+        if not all(k in cell for k in ("model", "task", "protocol", "mean", "std")):
+            raise UserError(f"{path}: cell {i} lacks model, task, protocol, mean or std")
+    return data
+
+
+@dataclass(frozen=True)
+class CellCheck:
+    model: str
+    task: str
+    protocol: str
+    baseline: float
+    baseline_std: float
+    current: float | None
+    allowed_drop: float
+    status: str  # "ok", "improved", "dropped", "missing", "setup differs"
+    detail: str = ""
+
+    @property
+    def change(self) -> float | None:
+        return None if self.current is None else self.current - self.baseline
+
+    @property
+    def failed(self) -> bool:
+        return self.status in ("dropped", "missing", "setup differs")
+
+
+def check(
+    baseline: dict[str, Any],
+    records: list[dict[str, Any]],
+    *,
+    tolerance: float | None = None,
+    tolerance_std: float | None = None,
+) -> tuple[list[CellCheck], list[tuple[str, str, str]]]:
+    """(one check per baseline cell, keys of current cells the baseline lacks). The allowed
+    drop is `tolerance` points, or `tolerance_std` times the baseline cell's std."""
+    if tolerance is not None and tolerance_std is not None:
+        raise UserError("give --tolerance or --tolerance-std, not both")
+    if tolerance_std is None and tolerance is None:
+        tolerance = DEFAULT_TOLERANCE
+    if (tolerance is not None and tolerance < 0) or (
+        tolerance_std is not None and tolerance_std < 0
+    ):
+        raise UserError("a tolerance must not be negative")
+    current = {cell_key(c): c for c in (cell_of(r) for r in records)}
+    out = []
+    for cell in baseline.get("cells", []):
+        key = cell_key(cell)
+        allowed = tolerance if tolerance is not None else tolerance_std * float(cell["std"])
+        now = current.get(key)
+        if now is None:
+            out.append(CellCheck(*key, cell["mean"], cell["std"], None, allowed, "missing"))
+            continue
+        differs = _setup_difference(cell.get("setup"), now["setup"])
+        drop = float(cell["mean"]) - float(now["mean"])
+        if differs:
+            status = "setup differs"
+        elif drop > allowed + _EPS:
+            status = "dropped"
+        elif drop < -(allowed + _EPS):
+            status = "improved"
+        else:
+            status = "ok"
+        out.append(
+            CellCheck(*key, cell["mean"], cell["std"], now["mean"], allowed, status, differs)
+        )
+    known = {cell_key(c) for c in baseline.get("cells", [])}
+    return out, sorted(set(current) - known)
+
+
+def describe_tolerance(tolerance: float | None, tolerance_std: float | None) -> str:
+    if tolerance_std is not None:
+        return f"allowed drop {tolerance_std:g} x the baseline std"
+    points = DEFAULT_TOLERANCE if tolerance is None else tolerance
+    return f"allowed drop {points:.2f} points of macro-F1"
+
+
+def _setup_difference(then: dict[str, Any] | None, now: dict[str, Any]) -> str:
+    if not then:
+        return ""
+    changed = [k for k in sorted(then) if then[k] != now.get(k)]
+    return "; ".join(f"{k}: {then[k]} then, {now.get(k)} now" for k in changed)
+
+
+def report(checks: list[CellCheck], new: list[tuple[str, str, str]], how: str) -> str:
+    """The check's table, failures first, and a one-line summary."""
+    order = {"dropped": 0, "missing": 1, "setup differs": 2, "improved": 3, "ok": 4}
+    body = []
+    for c in sorted(checks, key=lambda c: (order[c.status], c.model, c.task, c.protocol)):
+        body.append(
+            [
+                "FAIL" if c.failed else "ok",
+                c.model,
+                c.task,
+                c.protocol,
+                f"{c.baseline:.2f}",
+                "–" if c.current is None else f"{c.current:.2f}",
+                "–" if c.change is None else f"{c.change:+.2f}",
+                f"{c.allowed_drop:.2f}",
+                c.status + (f" ({c.detail})" if c.detail else ""),
+            ]
+        )
+    headers = [
+        "",
+        "model",
+        "task",
+        "protocol",
+        "baseline",
+        "now",
+        "change",
+        "allowed drop",
+        "status",
+    ]
+    grid = tabulate(body, headers=headers, tablefmt="github", disable_numparse=True)
+    failed = [c for c in checks if c.failed]
+    counts = {s: sum(c.status == s for c in checks) for s in order}
+    summary = (
+        f"{len(checks)} baseline cells ({how}): "
+        + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+        + (f"; {len(new)} cells not in the baseline" if new else "")
+        + (" -> FAIL" if failed else " -> pass")
+    )
+    return f"{grid}\n\n{summary}\n"
