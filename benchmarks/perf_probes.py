@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from benchmarks.perf import machine, write_figures
-from ultrabench_eval.features.extract import resolve_device
+from ultrabench_eval.core.device import resolve_device
 from ultrabench_eval.probes import LinearProbe, USJepa2026Probe
 from ultrabench_eval.probes.fewshot import DEFAULT_FRACTIONS, Budget
 

@@ -24,7 +24,6 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -41,6 +40,12 @@ from ultrabench_eval.models.adapter import (
     InputSpec,
     ModelInfo,
     count_parameters,
+)
+from ultrabench_eval.models.downloads import (
+    Downloaded,
+    DownloadError,
+    download_hub_file,
+    download_url,
 )
 
 DINOV2_URL = "https://dl.fbaipublicfiles.com/dinov2"
@@ -118,24 +123,6 @@ def dino_poolings(tokens: torch.Tensor, num_prefix_tokens: int) -> dict[str, tor
     cls = tokens[:, 0]
     mean = tokens[:, num_prefix_tokens:].mean(dim=1)
     return {"cls+mean": torch.cat([cls, mean], dim=1), "cls": cls, "mean": mean}
-
-
-def download_url(url: str, folder: str) -> Path:
-    """A published file, downloaded once into the cache's weights folder."""
-    from ultrabench_eval.core.config import cache_root
-
-    path = cache_root() / "weights" / folder / url.rsplit("/", 1)[-1]
-    if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial_path = path.with_name(path.name + ".part")
-        torch.hub.download_url_to_file(url, str(partial_path), progress=True)
-        partial_path.replace(path)
-    return path
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"
 
 
 # --- the DINOv2 architecture ------------------------------------------------------------------
@@ -383,31 +370,26 @@ class DinoV2Adapter(CheckpointAdapter):
     def load_pretrained(self) -> tuple[nn.Module, str]:
         """The official release file from dl.fbaipublicfiles.com; timm's hub copy if that host
         cannot be reached."""
-        from ultrabench_eval.models.weights import file_sha256
-
-        errors = []
+        reasons = []
         for fetch, label in ((self._fetch_official, "official"), (self._fetch_timm, "hub")):
             try:
-                path, weights_id = fetch()
-            except Exception as exc:  # network errors come in many types
-                errors.append(f"{label}: {first_line(exc)}")
+                downloaded = fetch()
+            except DownloadError as exc:
+                reasons.append(f"{label}: {exc.reason}")
                 continue
-            model = self.model_from_file(path, str(path))
-            return model, f"{weights_id}:sha256={file_sha256(path)}"
+            model = self.model_from_file(downloaded.path, str(downloaded.path))
+            return model, downloaded.weights_id
         raise UserError(
-            f"cannot download the weights of '{self.name}' ({'; '.join(errors)}); pass the "
+            f"cannot download the weights of '{self.name}' ({'; '.join(reasons)}); pass the "
             f"official {self.variant.official_name}_pretrain.pth or timm's model.safetensors "
             "with --weights FILE"
         )
 
-    def _fetch_official(self) -> tuple[Path, str]:
-        return download_url(self.variant.url, "dinov2"), self.variant.url
+    def _fetch_official(self) -> Downloaded:
+        return download_url(self.variant.url, "dinov2")
 
-    def _fetch_timm(self) -> tuple[Path, str]:
-        from huggingface_hub import hf_hub_download
-
-        path = hf_hub_download(self.variant.hub_id, "model.safetensors")
-        return Path(path), f"hf-hub:{self.variant.hub_id}/model.safetensors"
+    def _fetch_timm(self) -> Downloaded:
+        return download_hub_file(self.variant.hub_id, "model.safetensors")
 
     def forward_features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         assert self.model is not None, "load() first"

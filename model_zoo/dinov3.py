@@ -29,7 +29,7 @@ import timm
 import torch
 from torch import nn
 
-from model_zoo.dinov2 import DINO_POOLINGS, Rule, dino_poolings, first_line, fuse_qkv, rename_keys
+from model_zoo.dinov2 import DINO_POOLINGS, Rule, dino_poolings, fuse_qkv, rename_keys
 from ultrabench_eval.core.errors import UserError
 from ultrabench_eval.core.registry import register_model
 from ultrabench_eval.models.adapter import (
@@ -40,6 +40,7 @@ from ultrabench_eval.models.adapter import (
     ModelInfo,
     count_parameters,
 )
+from ultrabench_eval.models.downloads import download_hub_file
 
 DINOV3_CITATION = "Siméoni et al., DINOv3, arXiv:2508.10104, 2025"
 DINOV3_DOWNLOADS = "https://ai.meta.com/resources/models-and-libraries/dinov3-downloads/"
@@ -240,21 +241,15 @@ class DinoV3Adapter(CheckpointAdapter):
 
     def load_pretrained(self) -> tuple[nn.Module, str]:
         """timm's hub copy (the official files and the transformers copy need an access form)."""
-        from huggingface_hub import hf_hub_download
-
-        from ultrabench_eval.models.weights import file_sha256
-
-        hub_id = self.variant.timm_hub_id
-        try:
-            path = hf_hub_download(hub_id, "model.safetensors")
-        except Exception as exc:  # hub errors come in many types
-            raise UserError(
-                f"cannot download hf-hub:{hub_id} ({first_line(exc)}); pass --weights FILE: the "
-                f"official {self.variant.official_file} (access form: {DINOV3_DOWNLOADS}), timm's "
-                f"or {self.variant.hf_id}'s model.safetensors"
-            ) from None
-        model = self.model_from_file(path, path)
-        return model, f"hf-hub:{hub_id}/model.safetensors:sha256={file_sha256(path)}"
+        v = self.variant
+        downloaded = download_hub_file(
+            v.timm_hub_id,
+            "model.safetensors",
+            fix=f"pass --weights FILE: the official {v.official_file} (access form: "
+            f"{DINOV3_DOWNLOADS}), timm's or {v.hf_id}'s model.safetensors",
+        )
+        model = self.model_from_file(downloaded.path, str(downloaded.path))
+        return model, downloaded.weights_id
 
     def forward_features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         assert self.model is not None, "load() first"

@@ -34,7 +34,8 @@ from ultrabench_eval.models.adapter import (
     count_parameters,
     token_poolings,
 )
-from ultrabench_eval.models.weights import file_sha256, read_checkpoint, strict_load, strip_prefixes
+from ultrabench_eval.models.downloads import download_url
+from ultrabench_eval.models.weights import read_checkpoint, strict_load, strip_prefixes
 
 IJEPA_URL = "https://dl.fbaipublicfiles.com/ijepa/"
 IJEPA_CITATION = (
@@ -117,33 +118,6 @@ def jepa_encoder_state(
     return state
 
 
-def cached_file_sha256(path: Path) -> str:
-    """sha256 of a large downloaded file, remembered beside it (keyed on size and mtime) so that
-    every load does not re-read gigabytes."""
-    stat = path.stat()
-    stamp = f"{stat.st_size}:{stat.st_mtime_ns}"
-    sidecar = path.with_name(path.name + ".sha256")
-    if sidecar.is_file():
-        saved_stamp, _, digest = sidecar.read_text().strip().partition(" ")
-        if saved_stamp == stamp and digest:
-            return digest
-    digest = file_sha256(path)
-    sidecar.write_text(f"{stamp} {digest}\n")
-    return digest
-
-
-def read_large_checkpoint(path: Path) -> dict:
-    """A torch checkpoint memory-mapped (the I-JEPA files hold optimizer state too, ~10 GB),
-    falling back to a plain read for files that cannot be mapped."""
-    try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:  # legacy (non-zip) files cannot be mapped; read_checkpoint explains errors
-        return read_checkpoint(path)
-    if not isinstance(loaded, dict):
-        raise UserError(f"weights file {path} holds a {type(loaded).__name__}, not a checkpoint")
-    return loaded
-
-
 LAST4 = "mean-last4"
 
 
@@ -182,7 +156,7 @@ class JepaViTAdapter(CheckpointAdapter):
 
     def load_file(self, path: Path, weights_id: str) -> tuple[torch.nn.Module, str]:
         """(model, weights id) from a downloaded checkpoint file."""
-        state = self.convert_checkpoint(read_large_checkpoint(path), str(path))
+        state = self.convert_checkpoint(read_checkpoint(path), str(path))
         model = self.build_model()
         strict_load(model, state, f"weights file {path}")
         return model, weights_id
@@ -198,12 +172,6 @@ class JepaViTAdapter(CheckpointAdapter):
         )
         last4 = torch.cat([layer.mean(dim=1) for layer in layers], dim=-1)
         return {"mean": tokens.mean(dim=1), LAST4: last4}
-
-
-def weights_dir() -> Path:
-    from ultrabench_eval.core.config import cache_root
-
-    return cache_root() / "weights"
 
 
 class IJepaAdapter(JepaViTAdapter):
@@ -256,19 +224,8 @@ class IJepaAdapter(JepaViTAdapter):
         )
 
     def load_pretrained(self) -> tuple[torch.nn.Module, str]:
-        path = weights_dir() / "ijepa" / self.file_name
-        if not path.is_file():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                # writes to a temporary name and renames on success: no half files in the cache
-                torch.hub.download_url_to_file(self.url, str(path), progress=True)
-            except Exception as exc:  # network errors come in many types
-                raise UserError(
-                    f"cannot download the {self.name} weights from {self.url}: "
-                    f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
-                    "(download the file yourself and pass it with --weights FILE)"
-                ) from None
-        return self.load_file(path, f"url:{self.url}:sha256={cached_file_sha256(path)}")
+        downloaded = download_url(self.url, "ijepa")
+        return self.load_file(downloaded.path, downloaded.weights_id)
 
 
 @register_model("ijepa-vith14-in1k")

@@ -24,7 +24,6 @@ from model_zoo.dinov2 import (
     Rule,
     build_dinov2_vit,
     dino_poolings,
-    first_line,
     fuse_qkv,
     official_dinov2_state,
     rename_keys,
@@ -32,6 +31,7 @@ from model_zoo.dinov2 import (
 from ultrabench_eval.core.errors import UserError
 from ultrabench_eval.core.registry import register_model
 from ultrabench_eval.models.adapter import CheckpointAdapter, InputSpec, ModelInfo, count_parameters
+from ultrabench_eval.models.downloads import download_hub_file
 
 HUB_ID = "microsoft/rad-dino"
 # preprocessor_config.json of microsoft/rad-dino (BitImageProcessor: resample 3 = bicubic).
@@ -140,19 +140,13 @@ class RadDino(CheckpointAdapter):
         return rad_dino_state(checkpoint, source)
 
     def load_pretrained(self) -> tuple[nn.Module, str]:
-        from huggingface_hub import hf_hub_download
-
-        from ultrabench_eval.models.weights import file_sha256
-
-        try:
-            path = hf_hub_download(HUB_ID, "model.safetensors")
-        except Exception as exc:  # hub errors come in many types
-            raise UserError(
-                f"cannot download hf-hub:{HUB_ID} ({first_line(exc)}); pass its "
-                "model.safetensors or backbone_compatible.safetensors with --weights FILE"
-            ) from None
-        model = self.model_from_file(path, path)
-        return model, f"hf-hub:{HUB_ID}/model.safetensors:sha256={file_sha256(path)}"
+        downloaded = download_hub_file(
+            HUB_ID,
+            "model.safetensors",
+            fix="pass its model.safetensors or backbone_compatible.safetensors with --weights FILE",
+        )
+        model = self.model_from_file(downloaded.path, str(downloaded.path))
+        return model, downloaded.weights_id
 
     def forward_features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         assert self.model is not None, "load() first"

@@ -6,16 +6,14 @@ hub (AIDElab-IITBombay/RadJEPA), a torch file with the encoder under `encoder`.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from model_zoo.ijepa import VIT_B14, JepaViTAdapter
-from ultrabench_eval.core.errors import UserError
 from ultrabench_eval.core.registry import register_model
 from ultrabench_eval.models.adapter import ModelInfo, count_parameters
-from ultrabench_eval.models.weights import file_sha256
+from ultrabench_eval.models.downloads import download_hub_file
 
 HUB_REPO = "AIDElab-IITBombay/RadJEPA"
 HUB_FILE = "jepa_encoder.pth.tar"
@@ -72,16 +70,5 @@ class RadJEPA(JepaViTAdapter):
         return super().convert_checkpoint(checkpoint, source)
 
     def load_pretrained(self) -> tuple[torch.nn.Module, str]:
-        from huggingface_hub import hf_hub_download
-
-        try:
-            path = Path(hf_hub_download(HUB_REPO, HUB_FILE))
-        except Exception as exc:  # hub errors come in many types
-            first_line = str(exc).splitlines()[0] if str(exc) else ""
-            raise UserError(
-                f"cannot fetch {HUB_FILE} from the Hugging Face hub ({HUB_REPO}): "
-                f"{type(exc).__name__}: {first_line} (check hub access, or pass the file with "
-                "--weights FILE)"
-            ) from None
-        weights_id = f"hf-hub:{HUB_REPO}/{HUB_FILE}:sha256={file_sha256(path)}"
-        return self.load_file(path, weights_id)
+        downloaded = download_hub_file(HUB_REPO, HUB_FILE)
+        return self.load_file(downloaded.path, downloaded.weights_id)

@@ -20,6 +20,7 @@ from ultrabench_eval.models.adapter import (
     count_parameters,
     token_poolings,
 )
+from ultrabench_eval.models.downloads import first_line
 from ultrabench_eval.models.weights import select_state_dict, state_dict_sha256, strip_prefixes
 
 TIMM_PREFIX = "timm:"
@@ -116,10 +117,9 @@ class TimmAdapter(CheckpointAdapter):
         try:
             model = timm.create_model(self.model_name, pretrained=True, **self.model_kwargs())
         except Exception as exc:  # hub errors come in many types
-            first_line = str(exc).splitlines()[0] if str(exc) else ""
             raise UserError(
                 f"cannot fetch pretrained weights for timm model '{self.model_name}': "
-                f"{type(exc).__name__}: {first_line} "
+                f"{first_line(exc)} "
                 "(check hub access, or pass a local file with --weights)"
             ) from None
         state_hash = state_dict_sha256(model.state_dict())

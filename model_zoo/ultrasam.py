@@ -13,14 +13,12 @@ from typing import Any
 import torch
 
 from model_zoo.sam import NECK_MEAN, PRENECK_MEAN, SamViTBAdapter, mmengine_backbone, vitsam_to_timm
-from ultrabench_eval.core.config import cache_root
 from ultrabench_eval.core.errors import UserError
 from ultrabench_eval.core.registry import register_model
 from ultrabench_eval.models.adapter import ModelInfo, count_parameters
-from ultrabench_eval.models.weights import file_sha256
+from ultrabench_eval.models.downloads import download_url
 
 ULTRASAM_URL = "https://s3.unistra.fr/camma_public/github/ultrasam/UltraSam.pth"
-ULTRASAM_FILE = "UltraSam.pth"
 
 
 @register_model("ultrasam")
@@ -78,18 +76,6 @@ class UltraSam(SamViTBAdapter):
         return vitsam_to_timm(backbone, source)
 
     def load_pretrained(self) -> tuple[torch.nn.Module, str]:
-        path = cache_root() / "weights" / "ultrasam" / ULTRASAM_FILE
-        if not path.is_file():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                # downloads to a temporary name, renamed when complete: no half files
-                torch.hub.download_url_to_file(ULTRASAM_URL, str(path), progress=True)
-            except Exception as exc:  # network errors come in many types
-                first_line = str(exc).splitlines()[0] if str(exc) else ""
-                raise UserError(
-                    f"cannot download the UltraSam weights from {ULTRASAM_URL}: "
-                    f"{type(exc).__name__}: {first_line} "
-                    "(download the file yourself and pass it with --weights FILE)"
-                ) from None
-        model = self.model_from_file(path, str(path), f"weights file {path}")
-        return model, f"url:{ULTRASAM_URL}:sha256={file_sha256(path)}"
+        downloaded = download_url(ULTRASAM_URL, "ultrasam")
+        path = downloaded.path
+        return self.model_from_file(path, str(path), f"weights file {path}"), downloaded.weights_id

@@ -12,7 +12,6 @@ optional `module.` prefix and the decoder, which fixes the encoder's key names a
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -28,6 +27,7 @@ from ultrabench_eval.models.adapter import (
     ModelInfo,
     count_parameters,
 )
+from ultrabench_eval.models.downloads import download_hub_file
 
 HUB_REPO = "QingboKang/URFM"
 FILE_VITB16 = "mae_vit_base_patch16_dec768d8b_all_biomedclip_1199.pth"
@@ -107,22 +107,9 @@ class URFM(TimmAdapter):
         return urfm_encoder_state(checkpoint, source)
 
     def load_pretrained(self) -> tuple[torch.nn.Module, str]:
-        from huggingface_hub import hf_hub_download
-
-        from ultrabench_eval.core.config import cache_root
-        from ultrabench_eval.models.weights import file_sha256
-
-        try:
-            path = hf_hub_download(HUB_REPO, self.hub_file, cache_dir=str(cache_root() / "weights"))
-        except Exception as exc:  # hub errors come in many types
-            first_line = str(exc).splitlines()[0] if str(exc) else ""
-            raise UserError(
-                f"cannot download {HUB_REPO}/{self.hub_file}: {type(exc).__name__}: "
-                f"{first_line} (check hub access, or pass the downloaded file with --weights FILE)"
-            ) from None
-        label = f"{HUB_REPO}/{self.hub_file}"
-        model = self.model_from_file(path, label)
-        return model, f"hf-hub:{label}:sha256={file_sha256(Path(path))}"
+        downloaded = download_hub_file(HUB_REPO, self.hub_file)
+        model = self.model_from_file(downloaded.path, f"{HUB_REPO}/{self.hub_file}")
+        return model, downloaded.weights_id
 
 
 @register_model("urfm-vitl16")

@@ -1,6 +1,6 @@
 """Synthetic result records for the report tests (leaderboard, published, regression, plots,
-report): the fields `bench._record` writes, with known scores, and optional test predictions
-from which the scores are computed as the bench computes them."""
+report): typed records with the fields the readers use, known scores, and optional test
+predictions from which the scores are computed as the bench computes them."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from sklearn.metrics import f1_score
 
 from ultrabench_eval.features.feature_cache import ids_hash
 from ultrabench_eval.results import record as results
+from ultrabench_eval.results.record import ResultRecord
 
 
 def make_record(
@@ -32,7 +33,7 @@ def make_record(
     ci95: tuple[float, float] | None = None,
     seeds: int = 2,
     split_sizes: dict[str, int] | None = None,
-) -> dict[str, Any]:
+) -> ResultRecord:
     """A record; with `labels` and `predictions` (one list per seed) the scores are their
     macro-F1 (x100) mean and std, else `mean` and `std` as given."""
     if shots is not None:
@@ -69,30 +70,32 @@ def make_record(
     }
     if corruption is not None:
         protocol["corruption"], protocol["severity"] = corruption, severity
-    return {
-        "schema": results.SCHEMA,
-        "model": {"name": model, "fingerprint": f"{model}-fp", "pooling": "raw"},
-        "task": {
-            "name": task,
-            "dataset": f"{task}_v1",
-            "classes": list(classes),
-            "split_sizes": split_sizes or {"train": 30, "validation": 10, "test": 20},
-        },
-        "protocol": protocol,
-        "scores": {
-            "metric": "macro_f1",
-            "per_seed": per_seed,
-            "mean": mean,
-            "std": std,
-            "ci95": list(ci95) if ci95 else [mean - 5.0, mean + 5.0],
-        },
-        "test": test,
-        "versions": {"ultrabench_eval": "0.1.0"},
-        "created": "2026-01-01T00:00:00+00:00",
-    }
+    return ResultRecord.from_dict(
+        {
+            "schema": results.SCHEMA,
+            "model": {"name": model, "fingerprint": f"{model}-fp", "pooling": "raw"},
+            "task": {
+                "name": task,
+                "dataset": f"{task}_v1",
+                "classes": list(classes),
+                "split_sizes": split_sizes or {"train": 30, "validation": 10, "test": 20},
+            },
+            "protocol": protocol,
+            "scores": {
+                "metric": "macro_f1",
+                "per_seed": per_seed,
+                "mean": mean,
+                "std": std,
+                "ci95": list(ci95) if ci95 else [mean - 5.0, mean + 5.0],
+            },
+            "test": test,
+            "versions": {"ultrabench_eval": "0.1.0"},
+            "created": "2026-01-01T00:00:00+00:00",
+        }
+    )
 
 
-def write_records(root: Path, records: list[dict[str, Any]]) -> Path:
+def write_records(root: Path, records: list[ResultRecord]) -> Path:
     for record in records:
         results.write_record(root, record)
     return root

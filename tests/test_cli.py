@@ -200,3 +200,101 @@ def test_bad_flag_is_one_line_and_exit_2():
     )
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "unrecognized arguments: --frobnicate" in done.stderr
+
+
+def _toy_bench_argv(tmp_path, monkeypatch, *extra):
+    card = make_dataset(tmp_path / "data", counts={"train": 8, "validation": 4, "test": 4})
+    _card_folder(tmp_path / "cards", card.name, card.dataset, monkeypatch)
+    return [
+        "bench",
+        "--model",
+        "pixels",
+        "--tasks",
+        "toy",
+        "--data",
+        str(tmp_path / "data"),
+        "--cache",
+        str(tmp_path / "cache"),
+        "--results",
+        str(tmp_path / "res"),
+        "--image-size",
+        "32",
+        "--no-progress",
+        *extra,
+    ]
+
+
+def test_bad_probe_option_fails_before_any_feature_extraction(capsys, tmp_path, monkeypatch):
+    argv = _toy_bench_argv(tmp_path, monkeypatch, "--probe-option", "batch_size=0")
+    code, out, err = _run(capsys, *argv)
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(
+        "ubench bench: error: probe 'us-jepa-2026': batch_size must be at least 1"
+    )
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "res").exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--seeds", "0"], "--seeds must be at least 1, got 0"),
+        (["--batch-size", "0"], "--batch-size must be at least 1, got 0"),
+        (["--image-size", "4"], "--image-size must be at least 8, got 4"),
+        (["--workers", "-1"], "--workers must be at least 0, got -1"),
+        (["--device", "gpu"], "--device is not valid, got 'gpu' (use auto, cpu, cuda or cuda:N)"),
+        (["--probe-option", "nope=1"], "probe 'us-jepa-2026' does not take these options"),
+        (["--probe-option", "lr=[unclosed"], "is not a YAML value"),
+    ],
+)
+def test_bad_settings_are_one_line_before_any_work(capsys, tmp_path, monkeypatch, extra, message):
+    code, _, err = _run(capsys, *_toy_bench_argv(tmp_path, monkeypatch, *extra))
+    assert code == 2 and err.count("\n") == 1 and message in err
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "res").exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--batch-size", "0"], "--batch-size must be at least 1, got 0"),
+        (["--splits", "train,val"], "--splits[1] must be 'train', 'validation' or 'test'"),
+        (["--device", "cuda:x"], "--device is not valid"),
+    ],
+)
+def test_bad_extract_settings_are_one_line(capsys, tmp_path, extra, message):
+    argv = ["extract", "--model", "pixels", "--tasks", "synth-view", "--cache", str(tmp_path)]
+    code, _, err = _run(capsys, *argv, *extra)
+    assert code == 2 and err.count("\n") == 1 and message in err
+    assert err.startswith("ubench extract: error:")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("card", "message"),
+    [
+        (
+            "name: bad\ndataset: bad_v1\nclasses: [a, b]\nsplit_sizes: {train: x}\n",
+            "split_sizes.train must be a whole number, got 'x' (images per split",
+        ),
+        (
+            "name: bad\ndataset: bad_v1\nclasses: 3\n",
+            "classes must be a list, got 3 (list at least two class names",
+        ),
+        ("dataset: bad_v1\nclasses: [a, b]\n", "missing required field(s) name"),
+        ("name: bad\ndataset: bad_v1\nclasses: [a, b]\nmetric: auc\n", "metric must be"),
+    ],
+)
+def test_a_bad_task_card_is_one_line_naming_the_file_and_field(
+    capsys, tmp_path, monkeypatch, card, message
+):
+    from ultrabench_eval.core.registry import TASKS
+
+    folder = tmp_path / "cards"
+    folder.mkdir()
+    (folder / "bad.yaml").write_text(card)
+    monkeypatch.setenv("UBENCH_TASKS", str(folder))
+    monkeypatch.setattr(TASKS, "_entries", {})
+    monkeypatch.setattr(TASKS, "_populated", False)
+    code, _, err = _run(capsys, "tasks")
+    assert code == 2 and err.count("\n") == 1
+    assert err.startswith(f"ubench tasks: error: {folder / 'bad.yaml'}: {message}")

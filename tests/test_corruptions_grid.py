@@ -75,6 +75,9 @@ def test_default_rows_cover_every_corruption_and_a_composition():
         (["--out", "grid.jpg"], "must be a .png file"),
         (["--corruptions", "sparkle"], "unknown corruption 'sparkle'"),
         (["--preset", "nope"], "unknown corruption preset"),
+        (["--preset", "ultrasound-5", "--corruptions", "blur"], "either --corruptions or"),
+        (["--size", "4"], "--size must be at least 8, got 4"),
+        (["--split", "validation", "--image", "9"], "outside the validation split"),
     ],
 )
 def test_show_errors_are_one_line(toy, capsys, extra, message):

@@ -190,12 +190,13 @@ def test_unknown_or_missing_keys_are_user_errors(tmp_path):
 def test_no_network_is_a_user_error(monkeypatch):
     import huggingface_hub
 
-    import model_zoo.dinov2 as module
-
     def refuse(*args, **kwargs):
         raise OSError("unreachable")
 
-    monkeypatch.setattr(module, "download_url", refuse)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", refuse)
-    with pytest.raises(UserError, match="--weights FILE"):
+    # both sources tried, each reason named, one line
+    with pytest.raises(
+        UserError, match=r"official: OSError: unreachable; hub: OSError: .*--weights"
+    ):
         make_adapter("dinov2-vits14").reduced(DEPTH).load()

@@ -7,6 +7,7 @@ import pytest
 import torch
 from test_model_zoo_ijepa import jepa_reference_features
 
+from ultrabench_eval.core.config import cache_root
 from ultrabench_eval.core.errors import UserError
 from ultrabench_eval.models.factory import make_adapter
 from ultrabench_eval.models.layouts import CheckpointLayout
@@ -55,13 +56,14 @@ def test_pretrained_weights_come_from_the_hub(monkeypatch, hub_file):
     path, _ = hub_file
     asked = []
 
-    def fake_download(repo_id, filename, **kwargs):
-        asked.append((repo_id, filename))
+    def fake_download(repo_id, filename, cache_dir=None, **kwargs):
+        asked.append((repo_id, filename, cache_dir))
         return str(path)
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
     adapter = make_adapter("radjepa").reduced(1).load()
-    assert asked == [("AIDElab-IITBombay/RadJEPA", "jepa_encoder.pth.tar")]
+    weights = str(cache_root() / "weights")
+    assert asked == [("AIDElab-IITBombay/RadJEPA", "jepa_encoder.pth.tar", weights)]
     assert adapter.weights_id().startswith(
         "hf-hub:AIDElab-IITBombay/RadJEPA/jepa_encoder.pth.tar:sha256="
     )

@@ -1,6 +1,7 @@
 """URFM: the EMA encoder is the one loaded (over `model`, with or without `module.`), and the
 hub download goes through huggingface_hub."""
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -8,6 +9,7 @@ import timm
 import torch
 
 from model_zoo.urfm import FILE_VITB16, FILE_VITL16, HUB_REPO, URFM, URFMLarge
+from ultrabench_eval.core.config import cache_root
 from ultrabench_eval.core.errors import UserError
 from ultrabench_eval.models.layouts import CheckpointLayout
 
@@ -87,16 +89,22 @@ def test_download_from_the_hub(training_file, monkeypatch):
     path, _ = training_file
     calls = []
 
-    def fake_download(repo_id, filename, cache_dir=None, **kwargs):
-        calls.append((repo_id, filename, cache_dir))
-        return str(path)
+    commit = "c0ffee" * 6 + "c0ff"
+
+    def fake_download(repo_id, filename, revision=None, cache_dir=None, **kwargs):
+        calls.append((repo_id, filename, revision, cache_dir))
+        # huggingface_hub's cache layout, which names the commit the file came from
+        snapshot = Path(cache_dir, "models--QingboKang--URFM", "snapshots", commit, filename)
+        snapshot.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, snapshot)
+        return str(snapshot)
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
     adapter = URFM().reduced(DEPTH).load()
-    (repo_id, filename, cache_dir), *_ = calls
-    assert (repo_id, filename) == (HUB_REPO, FILE_VITB16)
-    assert Path(cache_dir).name == "weights"
-    assert adapter.weights_id().startswith(f"hf-hub:{HUB_REPO}/{FILE_VITB16}:sha256=")
+    (repo_id, filename, revision, cache_dir), *_ = calls
+    assert (repo_id, filename, revision) == (HUB_REPO, FILE_VITB16, None)
+    assert Path(cache_dir) == cache_root() / "weights"
+    assert adapter.weights_id().startswith(f"hf-hub:{HUB_REPO}/{FILE_VITB16}@{commit}:sha256=")
     direct = URFM().reduced(DEPTH).load(str(path))
     images = _images(1)
     torch.testing.assert_close(adapter.embed(images)["cls"], direct.embed(images)["cls"])
@@ -109,7 +117,7 @@ def test_unreachable_hub_is_a_user_error(monkeypatch):
         raise OSError("no network\nsecond line")
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline)
-    with pytest.raises(UserError, match=r"cannot download QingboKang/URFM/.*--weights FILE"):
+    with pytest.raises(UserError, match=r"cannot download hf-hub:QingboKang/URFM/.*--weights FILE"):
         URFM().load()
 
 

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import torch
 
 from ultrabench_eval.core.registry import PROBES
 from ultrabench_eval.probes import KNNProbe
@@ -43,5 +44,30 @@ def test_majority_then_similarity_breaks_ties():
 def test_registered_presets():
     for name in ("us-jepa-2026", "linear", "lbfgs", "knn", "mlp"):
         assert name in PROBES
-    with pytest.raises(ValueError):
-        KNNProbe(ks=(0,))
+    assert KNNProbe(ks=[5, 1, 5]).ks == (1, 5)
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "message"),
+    [
+        ({"ks": (0,)}, ValueError, "ks[0] must be at least 1, got 0"),
+        ({"ks": []}, ValueError, "ks must have at least 1 item"),
+        ({"ks": ["five"]}, TypeError, "ks[0] must be a whole number, got 'five'"),
+        ({"ks": [2.5]}, TypeError, "ks[0] must be a whole number, got 2.5"),
+        ({"k": 5}, TypeError, "unknown field(s) k (known: ks, device)"),
+        ({"device": 0}, TypeError, "device must be text"),
+    ],
+)
+def test_bad_options_are_one_line_naming_the_option(options, error, message):
+    with pytest.raises(error) as caught:
+        KNNProbe(**options)
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_cpu_device_is_kept_when_a_gpu_is_visible(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert KNNProbe().device == torch.device("cuda")  # auto
+    probe = KNNProbe(ks=(1,), device="cpu")
+    assert probe.device == torch.device("cpu")
+    x, y = np.eye(2), np.array([0, 1])
+    assert list(probe.fit_predict(x, y, x, y, x, y, n_classes=2).test_pred) == [0, 1]

@@ -13,13 +13,10 @@ from sklearn.linear_model import LogisticRegression
 
 from ultrabench_eval.core.registry import PROBES
 from ultrabench_eval.probes import LinearProbe, ProbeResult
-from ultrabench_eval.probes.linear import (
-    DEFAULT_CS,
-    fit_logistic_batched,
-    select_C,
-    standardise,
-)
+from ultrabench_eval.probes.linear import DEFAULT_CS, select_C
+from ultrabench_eval.probes.logistic import fit_logistic_batched
 from ultrabench_eval.probes.metrics import macro_f1
+from ultrabench_eval.probes.standardise import standardise
 
 Split = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
@@ -170,21 +167,8 @@ def test_test_labels_do_not_influence_selection() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Standardisation
+# Standardisation (the function itself: tests/test_probes_standardise.py)
 # ---------------------------------------------------------------------------------------------
-
-
-def test_standardise_uses_train_statistics_only() -> None:
-    rng = np.random.default_rng(4)
-    train = rng.normal(3.0, 2.0, size=(50, 4))
-    train[:, 2] = 7.0  # constant column -> std 1, not a division by zero
-    other = rng.normal(-5.0, 9.0, size=(30, 4))
-    tr, (ot,), mean, std = standardise(train, other)
-    np.testing.assert_allclose(mean, train.mean(axis=0))
-    np.testing.assert_allclose(std[[0, 1, 3]], train.std(axis=0)[[0, 1, 3]])
-    assert std[2] == 1.0
-    np.testing.assert_allclose(ot, (other - mean) / std)
-    assert np.all(np.isfinite(tr)) and np.allclose(tr[:, 2], 0.0)
 
 
 def test_probe_does_not_look_at_test_features_for_statistics() -> None:
@@ -259,14 +243,45 @@ def test_single_training_class_predicts_it() -> None:
 
 def test_registered_and_configurable() -> None:
     assert PROBES.get("linear") is LinearProbe
-    probe = PROBES.get("linear")(Cs=[0.1, 1.0], backend="sklearn", class_weight="balanced")
+    probe = PROBES.get("linear")(Cs=[1.0, 0.1], backend="sklearn", class_weight="balanced")
     assert probe.Cs == [0.1, 1.0] and probe.name == "linear"
-    with pytest.raises(ValueError):
-        LinearProbe(backend="jax")
-    with pytest.raises(ValueError):
-        LinearProbe(class_weight="inverse")
-    with pytest.raises(ValueError):
-        LinearProbe(Cs=[1.0, -1.0])
+    assert probe.backend == "sklearn" and probe.class_weight == "balanced"
+    assert LinearProbe(Cs=[1, 10]).Cs == [1.0, 10.0]
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "message"),
+    [
+        ({"backend": "jax"}, ValueError, "backend must be 'torch' or 'sklearn', got 'jax'"),
+        ({"class_weight": "inverse"}, ValueError, "class_weight must be 'balanced'"),
+        ({"Cs": []}, ValueError, "Cs must have at least 1 item"),
+        ({"Cs": [1.0, -1.0]}, ValueError, "Cs[1] must be greater than 0"),
+        ({"Cs": 0.1}, TypeError, "Cs must be a list, got 0.1"),
+        ({"max_iter": 0}, ValueError, "max_iter must be at least 1, got 0"),
+        ({"tol": "small"}, TypeError, "tol must be a number, got 'small'"),
+        ({"tol": -1e-8}, ValueError, "tol must be greater than 0"),
+        ({"device": "gpu"}, ValueError, "device is not valid, got 'gpu' (use auto, cpu, cuda"),
+        ({"batch_size": 32}, TypeError, "unknown field(s) batch_size (known: Cs, backend,"),
+    ],
+)
+def test_bad_options_are_one_line_naming_the_option(options, error, message) -> None:
+    with pytest.raises(error) as caught:
+        LinearProbe(**options)
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_numbers_written_as_text_are_read_as_numbers() -> None:
+    # YAML 1.1 (what --probe-option parses) reads 1e-6 as the text '1e-6'
+    assert LinearProbe(tol="1e-6", max_iter="50").tol == 1e-6
+
+
+def test_cpu_device_is_kept_when_a_gpu_is_visible(monkeypatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert LinearProbe().device == torch.device("cuda")  # auto
+    probe = LinearProbe(device="cpu")
+    assert probe.device == torch.device("cpu")
+    tx, ty, vx, vy, sx, sy = mixture("binary")
+    assert probe.fit_predict(tx, ty, vx, vy, sx, sy, n_classes=2).params["device"] == "cpu"
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from ultrabench_eval.core.registry import PROBES
 from ultrabench_eval.probes.metrics import macro_f1
-from ultrabench_eval.probes.sgd import MLP, US_JEPA_2026, SGDProbe
+from ultrabench_eval.probes.sgd import MLP, US_JEPA_2026, SGDProbe, _BatchedRun, _Data
+from ultrabench_eval.probes.standardise import train_statistics
 
 
 def _mixture(seed=0, n=(120, 60, 80), dim=16, classes=3, sep=1.6):
@@ -104,3 +106,52 @@ def test_options_and_params():
     assert result.params["max_epochs"] == 3 and 1 <= result.params["epochs_run"] <= 3
     with pytest.raises(TypeError):
         SGDProbe(learning_rate=1.0)
+    probe = PROBES.get("mlp")(lr="1.0e-2", betas=[0.8, 0.9])
+    assert probe.config.lr == 0.01 and probe.config.betas == (0.8, 0.9)
+    assert probe.config.hidden == MLP.hidden  # the other fields stay the preset's
+
+
+@pytest.mark.parametrize("name", ["us-jepa-2026", "mlp"])
+@pytest.mark.parametrize(
+    ("options", "error", "message"),
+    [
+        ({"batch_size": 0}, ValueError, "batch_size must be at least 1, got 0"),
+        ({"max_epochs": -1}, ValueError, "max_epochs must be at least 1, got -1"),
+        ({"patience": 2.5}, TypeError, "patience must be a whole number, got 2.5"),
+        ({"lr": "fast"}, TypeError, "lr must be a number, got 'fast'"),
+        ({"lr": 0}, ValueError, "lr must be greater than 0"),
+        ({"betas": [0.9, 1.0]}, ValueError, "betas[1] must be less than 1"),
+        ({"standardize": "maybe"}, TypeError, "standardize must be true or false"),
+        ({"hidden": 0}, ValueError, "hidden must be at least 1, got 0"),
+        ({"backend": "torch"}, TypeError, "unknown field(s) backend (known: hidden, lr,"),
+        ({"device": "tpu"}, ValueError, "device is not valid, got 'tpu'"),
+    ],
+)
+def test_bad_options_are_one_line_naming_the_option(name, options, error, message):
+    with pytest.raises(error) as caught:
+        PROBES.get(name)(**options)
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_unknown_option_lists_the_device_too():
+    with pytest.raises(TypeError, match=r"known: .*eps, device\)"):
+        PROBES.get("mlp")(epochs=3)
+
+
+def test_cpu_device_is_kept_when_a_gpu_is_visible(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert SGDProbe().device == torch.device("cuda")  # auto
+    probe = PROBES.get("mlp")(device="cpu", max_epochs=2)
+    assert probe.device == torch.device("cpu")
+    result = probe.fit_predict(*_mixture(n=(30, 20, 20)), n_classes=3)
+    assert result.params["device"] == "cpu"
+
+
+def test_mlp_standardises_with_the_shared_statistics():
+    train_x, train_y, val_x, val_y, test_x, _ = _mixture(n=(40, 20, 20))
+    train_x[:, 3] = 2.0  # a constant column
+    data = _Data(train_x, train_y, val_x, val_y, test_x, torch.device("cpu"))
+    run = _BatchedRun(MLP, data, [np.arange(40)], [0], 3)
+    mean, std = train_statistics(torch.tensor(train_x).double())
+    assert torch.equal(run.shift[0], mean.float()) and torch.equal(run.scale[0], std.float())
+    assert run.scale[0, 3] == 1.0

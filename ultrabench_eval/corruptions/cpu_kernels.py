@@ -31,7 +31,7 @@ def filter_planes(
 ) -> torch.Tensor:
     """Correlate every [H, W] plane of a CPU tensor with the outer product of two odd 1-D
     kernels, zero or circular padding (see `filters.filter_separable`)."""
-    import cv2  # an albumentations dependency
+    import cv2  # opencv-python-headless, loaded only when a CPU kernel runs
 
     h, w = x.shape[-2:]
     ry, rx = along_y.numel() // 2, along_x.numel() // 2

@@ -1,12 +1,11 @@
 """A picture of the corruptions: one image of a task, a row per corruption, a column per
 severity (the clean image first), so a person can judge the severities by eye.
 
-`ubench corruptions show --task T --image N --out FILE.png` draws it.
+`ubench corruptions show --task T --image N --out FILE.png` draws it (`write_grid`).
 """
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
@@ -121,27 +120,3 @@ def write_grid(
     grid = render_grid(image, mask, image_id, rows, seed)
     atomic.write_with(out, lambda tmp: grid.save(tmp, format="PNG"))
     return Path(out)
-
-
-def command(args: argparse.Namespace) -> int:
-    """`ubench corruptions show`."""
-    from ultrabench_eval.core import config
-    from ultrabench_eval.corruptions.presets import get_preset
-
-    if args.corruptions and args.preset:
-        raise UserError("pass either --corruptions or --preset (not both)")
-    rows = list(get_preset(args.preset).corruptions) if args.preset else args.corruptions
-    if args.size is not None and args.size < 8:
-        raise UserError(f"--size must be at least 8 pixels, got {args.size}")
-    out = write_grid(
-        Path(args.out),
-        args.task,
-        config.data_root(args.data),
-        args.image,
-        rows=rows,
-        split=args.split,
-        size=args.size,
-        seed=args.seed,
-    )
-    print(out)
-    return 0

@@ -11,35 +11,52 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
+from annotated_types import Ge, MinLen
 
 from ultrabench_eval.core.config import PACKAGE_DIR, TASKS_ENV
 from ultrabench_eval.core.errors import UserError
+from ultrabench_eval.core.validation import Hint, parse_dataclass
 
-SPLITS = ("train", "validation", "test")
-_REQUIRED = ("name", "dataset", "classes")
+Split = Literal["train", "validation", "test"]
+SPLITS: tuple[str, ...] = get_args(Split)
+
+Name = Annotated[str, MinLen(1)]
 
 
 @dataclass(frozen=True)
 class TaskCard:
-    name: str
-    dataset: str
-    classes: tuple[str, ...]
-    label_field: str = "label"
-    group_field: str | None = None
-    metric: str = "macro_f1"
+    """A task card. Each field's type and allowed values are declared here once; `from_dict`
+    checks a card file against them (`ultrabench_eval.core.validation`)."""
+
+    # unknown keys are an error; numbers in text fields (`license: 2.0`) are read as text
+    __pydantic_config__ = {"extra": "forbid", "coerce_numbers_to_str": True}  # noqa: RUF012
+
+    name: Annotated[Name, Hint("the task's name, as `--tasks` takes it")]
+    dataset: Annotated[Name, Hint("the task's folder below the dataset root")]
+    classes: Annotated[
+        tuple[Name, ...],
+        MinLen(2),
+        Hint("list at least two class names, in label order, e.g. [benign, malignant]"),
+    ]
+    label_field: Annotated[Name, Hint("the record key holding the class index")] = "label"
+    group_field: Annotated[Name, Hint("the record key of the patient or source")] | None = None
+    metric: Annotated[Literal["macro_f1"], Hint("the bench reports macro-F1")] = "macro_f1"
     organ: str = ""
     description: str = ""
     source: str = ""
     license: str = ""
     citation: str = ""
     # expected number of images per split, as published (or as generated)
-    split_sizes: dict[str, int] = field(default_factory=dict)
+    split_sizes: Annotated[
+        dict[Split, Annotated[int, Ge(0)]],
+        Hint("images per split, e.g. {train: 800, validation: 100, test: 200}"),
+    ] = field(default_factory=dict)
     # "synth" for tasks `ubench synth` writes; the preparer of a raw download otherwise
-    generator: str | None = None
-    preparer: str | None = None
+    generator: Annotated[Literal["synth"], Hint("only generated tasks name one")] | None = None
+    preparer: Annotated[Name, Hint("see `ubench prepare`, e.g. ubench:busbra")] | None = None
     path: Path | None = None
 
     @property
@@ -47,28 +64,17 @@ class TaskCard:
         return len(self.classes)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], path: Path | None = None) -> TaskCard:
+    def from_dict(cls, data: Any, path: Path | None = None) -> TaskCard:
+        """The card a YAML mapping describes; a wrong field is one UserError line naming the
+        file, the field and the fix."""
         where = str(path) if path else "task card"
         if not isinstance(data, dict):
             raise UserError(f"{where}: a task card must be a YAML mapping")
-        missing = [k for k in _REQUIRED if not data.get(k)]
-        if missing:
-            raise UserError(f"{where}: missing required field(s) {', '.join(missing)}")
-        known = set(cls.__dataclass_fields__) - {"path"}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise UserError(f"{where}: unknown field(s) {', '.join(unknown)}")
-        classes = data["classes"]
-        if not isinstance(classes, list) or len(classes) < 2:
-            raise UserError(f"{where}: 'classes' must list at least two class names, label order")
-        sizes = data.get("split_sizes") or {}
-        bad = sorted(set(sizes) - set(SPLITS))
-        if bad:
-            raise UserError(f"{where}: split_sizes has unknown split(s) {', '.join(bad)}")
-        values = {k: v for k, v in data.items() if k in known}
-        values["classes"] = tuple(str(c) for c in classes)
-        values["split_sizes"] = {k: int(v) for k, v in sizes.items()}
-        return cls(**values, path=path)
+        if "path" in data:  # where the card lies is not the card's to say
+            raise UserError(f"{where}: unknown field(s) path (the card's location is its file)")
+        # a key left blank (`organ:`) is a key left out
+        values = {k: v for k, v in data.items() if v is not None}
+        return parse_dataclass(cls, {**values, "path": path}, where, internal=("path",))
 
 
 def card_dirs() -> list[Path]:
@@ -83,9 +89,19 @@ def card_dirs() -> list[Path]:
 def read_card(path: Path) -> TaskCard:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise UserError(f"cannot read task card {path}: {exc}") from None
+    except OSError as exc:
+        raise UserError(f"cannot read task card {path}: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        raise UserError(f"cannot read task card {path}: {_yaml_problem(exc)}") from None
     return TaskCard.from_dict(data, path)
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML syntax error on one line: what and where (the library's message spans lines)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or " ".join(str(exc).split())
+    at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    return f"{problem}{at} (fix the YAML syntax)"
 
 
 def register_cards(registry: Any) -> None:

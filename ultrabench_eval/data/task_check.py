@@ -10,7 +10,6 @@ a user error (exit 2).
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 from collections import defaultdict
@@ -237,14 +236,3 @@ def report_dict(report: CheckReport) -> dict:
             {"status": f.status, "check": f.check, "text": f.text} for f in report.findings
         ],
     }
-
-
-def run_check(args: argparse.Namespace) -> int:
-    from ultrabench_eval.core.registry import TASKS
-
-    report = check_task(TASKS.get(args.name), Path(args.data_dir))
-    if args.format == "json":
-        print(json.dumps(report_dict(report), indent=2))
-    else:
-        print(format_report(report))
-    return 0 if report.passed else 1

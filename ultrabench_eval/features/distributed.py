@@ -17,11 +17,11 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from ultrabench_eval.core.errors import UserError
+from ultrabench_eval.core.device import rank_device, resolve_device
 from ultrabench_eval.corruptions.views import View
 from ultrabench_eval.data.image_store import ImageStore
 from ultrabench_eval.features import feature_cache
-from ultrabench_eval.features.extract import FeatureSet, cached_features, resolve_device
+from ultrabench_eval.features.extract import FeatureSet, cached_features
 from ultrabench_eval.models.adapter import Adapter
 
 
@@ -47,14 +47,8 @@ def ranks_from_env() -> Ranks | None:
 def start(ranks: Ranks, device_name: str) -> torch.device:
     """Join the process group; each rank gets its own GPU when there are GPUs (NCCL), else the
     CPU (gloo)."""
-    device = resolve_device(device_name)
+    device = rank_device(resolve_device(device_name), ranks.rank, ranks.local_rank)
     if device.type == "cuda":
-        if torch.cuda.device_count() <= ranks.local_rank:
-            raise UserError(
-                f"rank {ranks.rank} needs GPU {ranks.local_rank} but only "
-                f"{torch.cuda.device_count()} are visible (use fewer --nproc-per-node)"
-            )
-        device = torch.device("cuda", ranks.local_rank)
         torch.cuda.set_device(device)
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 import ultrabench_eval
+from ultrabench_eval.core.device import resolve_device as resolve_device  # moved to core
 from ultrabench_eval.core.errors import UserError
 from ultrabench_eval.corruptions.views import View
 from ultrabench_eval.data.image_store import ImageStore
@@ -24,19 +25,6 @@ from ultrabench_eval.features import feature_cache
 from ultrabench_eval.models.adapter import Adapter
 
 CHECKPOINT_SECONDS = 60.0
-
-
-def resolve_device(name: str | None = "auto") -> torch.device:
-    """`auto` picks the GPU when there is one; asking for one that is not there is an error."""
-    if name in (None, "", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"unknown device '{name}' (use auto, cpu, cuda or cuda:N)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"device '{name}' asked for, but no CUDA GPU is visible (use --device cpu)")
-    return device
 
 
 def autocast_for(device: torch.device) -> contextlib.AbstractContextManager:

@@ -9,13 +9,26 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
+
+from annotated_types import MinLen
 
 from ultrabench_eval.core.errors import UserError
 from ultrabench_eval.core.registry import TASKS
+from ultrabench_eval.core.validation import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_DEVICE,
+    DEFAULT_WORKERS,
+    BatchSize,
+    DeviceName,
+    Hint,
+    ImageSide,
+    Workers,
+)
 from ultrabench_eval.corruptions.views import View
 from ultrabench_eval.data.dataset import open_dataset
 from ultrabench_eval.data.image_store import open_store
-from ultrabench_eval.data.task_card import SPLITS
+from ultrabench_eval.data.task_card import SPLITS, Split
 from ultrabench_eval.features import distributed
 from ultrabench_eval.features.extract import cached_features, resolve_device
 from ultrabench_eval.features.stores import store_resize
@@ -25,17 +38,21 @@ from ultrabench_eval.models.factory import make_adapter
 
 @dataclass
 class ExtractConfig:
-    models: list[str]
-    tasks: list[str]
+    """What `ubench extract` is asked for; each field's limits are declared here and checked
+    by `protocols.config.validate`."""
+
+    models: Annotated[list[str], MinLen(1), Hint("see `ubench models`")]
+    tasks: Annotated[list[str], MinLen(1), Hint("see `ubench tasks`")]
     data_root: Path
     cache_root: Path
-    weights: str | None = None
-    splits: tuple[str, ...] = SPLITS
+    weights: str | Path | None = None
+    splits: tuple[Split, ...] = SPLITS
+    # clean and/or <corruption>:<severity>, checked by corruptions.views.View.parse
     views: list[str] = field(default_factory=lambda: ["clean"])
-    image_size: int | None = None
-    batch_size: int = 64
-    device: str = "auto"
-    workers: int = 0
+    image_size: ImageSide | None = None
+    batch_size: BatchSize = DEFAULT_BATCH_SIZE
+    device: DeviceName = DEFAULT_DEVICE
+    workers: Workers = DEFAULT_WORKERS
     compile: bool = False
     channels_last: bool = False
     progress: bool = True

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ultrabench_eval.core import atomic
+from ultrabench_eval.core.naming import safe_name
 
 CACHE_FORMAT = "1"
 PARTIAL = "partial"
@@ -54,11 +54,6 @@ class CacheKey:
 
 def shard_part(rank: int, world: int) -> str:
     return f"shard{rank}of{world}"
-
-
-def safe_name(name: str) -> str:
-    """A model or task name as a file name (`timm:vit_small` -> `timm_vit_small`)."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
 
 
 def ids_hash(ids: list[str]) -> str:

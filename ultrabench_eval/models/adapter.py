@@ -264,7 +264,9 @@ class CheckpointAdapter(TorchAdapter):
         """
 
     def load_pretrained(self) -> tuple[torch.nn.Module, str]:
-        """(model, weights id) from where the weights are published."""
+        """(model, weights id) from where the weights are published: through
+        `models.downloads` (a hub file or a URL, cached, its source in the weights id) or
+        timm's pretrained loader."""
         from ultrabench_eval.core.errors import UserError
 
         raise UserError(

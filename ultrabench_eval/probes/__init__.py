@@ -8,6 +8,9 @@
 | `mlp` | one hidden layer, AdamW, early stopping (batched seeds) |
 """
 
+from typing import Any
+
+from ultrabench_eval.core.device import AUTO
 from ultrabench_eval.core.registry import PROBES
 from ultrabench_eval.probes.base import Probe, ProbeResult
 from ultrabench_eval.probes.knn import KNNProbe
@@ -22,7 +25,7 @@ class USJepa2026Probe(SGDProbe):
 
     name = "us-jepa-2026"
 
-    def __init__(self, device: str | None = None, **options) -> None:
+    def __init__(self, device: str | None = AUTO, **options: Any) -> None:
         super().__init__(US_JEPA_2026, device, **options)
 
 
@@ -32,7 +35,7 @@ class MLPProbe(SGDProbe):
 
     name = "mlp"
 
-    def __init__(self, device: str | None = None, **options) -> None:
+    def __init__(self, device: str | None = AUTO, **options: Any) -> None:
         super().__init__(MLP, device, **options)
 
 

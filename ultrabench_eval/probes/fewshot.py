@@ -33,16 +33,63 @@ class Budget:
         if self.shots is not None and self.shots < 1:
             raise ValueError(f"shots must be at least 1, got {self.shots}")
 
+    @classmethod
+    def of(cls, fraction: float | None, shots: int | None) -> Budget:
+        """The budget a result record names: its shots when it has them, else its fraction
+        (records that name neither used every training label)."""
+        if shots:
+            return cls(shots=int(shots))
+        return cls(fraction=float(fraction or 1.0))
+
     @property
     def is_full(self) -> bool:
         return self.fraction == 1.0
 
     @property
     def label(self) -> str:
-        """'100%', '5%', '10-shot'."""
+        """'100%', '5%', '10-shot': in protocol ids and records."""
         if self.shots is not None:
             return f"{self.shots}-shot"
         return fraction_label(self.fraction)
+
+    @property
+    def row_label(self) -> str:
+        """'100 %', '5 %', '10-shot': a row of the few-shot table."""
+        if self.shots is not None:
+            return f"{self.shots}-shot"
+        return f"{self.fraction * 100:g} %"
+
+    @property
+    def description(self) -> str:
+        """'all training labels', '10 % of the training labels', '5 training labels per class'."""
+        if self.shots is not None:
+            return f"{self.shots} training labels per class"
+        if self.is_full:
+            return "all training labels"
+        return f"{self.fraction * 100:g} % of the training labels"
+
+    @property
+    def axis_value(self) -> float:
+        """Where a plot puts it: % of the training labels, or labels per class."""
+        return float(self.shots) if self.shots is not None else 100.0 * self.fraction
+
+    @property
+    def largest_first(self) -> tuple[int, float]:
+        """Sort key as tables read: fractions from all labels down, then shots from many to
+        few."""
+        kind, size = self._kind_and_size()
+        return (kind, -size)
+
+    @property
+    def smallest_first(self) -> tuple[int, float]:
+        """Sort key of a few-shot curve: fractions from the fewest labels up, then shots from
+        one up."""
+        return self._kind_and_size()
+
+    def _kind_and_size(self) -> tuple[int, float]:
+        if self.shots is not None:
+            return (1, float(self.shots))
+        return (0, self.fraction)
 
     def indices(self, labels: np.ndarray, seed: int, n_classes: int) -> np.ndarray:
         """Sorted indices of this budget's subset of `labels` for `seed`."""

@@ -3,14 +3,29 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
+from typing import Annotated, Any
 
 import numpy as np
 import torch
+from annotated_types import Ge, MinLen
 
+from ultrabench_eval.core.device import AUTO, resolve_device
 from ultrabench_eval.probes.base import Probe, ProbeResult
 from ultrabench_eval.probes.metrics import macro_f1, macro_f1_batched
+from ultrabench_eval.probes.options import FORBID_UNKNOWN, DeviceOption, parse_options
 
 DEFAULT_KS = (1, 3, 5, 10, 20, 50, 100)
+
+
+@dataclass(frozen=True)
+class KNNOptions:
+    """The options of the `knn` probe: the grid of k, and the device."""
+
+    __pydantic_config__ = FORBID_UNKNOWN
+
+    ks: Annotated[tuple[Annotated[int, Ge(1)], ...], MinLen(1)] = DEFAULT_KS
+    device: DeviceOption = AUTO
 
 
 class KNNProbe(Probe):
@@ -22,17 +37,16 @@ class KNNProbe(Probe):
     name = "knn"
     uses_seed = False
 
-    def __init__(self, ks: tuple[int, ...] = DEFAULT_KS, device: str | None = None) -> None:
-        if not ks or min(ks) < 1:
-            raise ValueError("ks must be positive integers")
-        self.ks = tuple(sorted(set(int(k) for k in ks)))
-        self.device = device
+    def __init__(self, **options: Any) -> None:
+        chosen = parse_options(KNNOptions, options)
+        self.ks = tuple(sorted(set(chosen.ks)))
+        self.device = resolve_device(chosen.device)
 
     def fit_predict(
         self, train_x, train_y, val_x, val_y, test_x, test_y, *, n_classes: int, seed: int = 0
     ) -> ProbeResult:
         started = time.perf_counter()
-        device = torch.device(self.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        device = self.device
         ks = [k for k in self.ks if k <= len(train_y)] or [len(train_y)]
         train = _unit(train_x, device)
         labels = torch.as_tensor(np.asarray(train_y), dtype=torch.long, device=device)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
-__all__ = ["confusion_matrix", "macro_f1", "macro_f1_batched"]
+__all__ = ["confusion_matrix", "macro_f1", "macro_f1_batched", "weighted_macro_f1"]
 
 
 def confusion_matrix(y_true: ArrayLike, y_pred: ArrayLike, n_classes: int) -> np.ndarray:
@@ -81,12 +81,7 @@ def macro_f1_batched(y_true: ArrayLike, y_pred: ArrayLike) -> np.ndarray:
     tp_sum = tp_sum.reshape(n_rows, n_labels)
     true_sum = true_sum.reshape(n_rows, n_labels)
 
-    # sklearn: f = (1 + beta^2) tp / (beta^2 true + pred), in float64, 0 where the
-    # denominator is 0 (a label that is neither true nor predicted never enters the mean).
-    denom = true_sum.astype(np.float64) + pred_sum.astype(np.float64)
-    present = denom > 0
-    f = np.zeros((n_rows, n_labels), dtype=np.float64)
-    np.divide(2.0 * tp_sum.astype(np.float64), denom, out=f, where=present)
+    f, present = _per_class_f1(tp_sum, true_sum, pred_sum)
 
     # Mean over each row's present labels. numpy's pairwise summation groups terms by
     # position, so padding with zeros could change the rounding: rows are grouped by their
@@ -102,6 +97,41 @@ def macro_f1_batched(y_true: ArrayLike, y_pred: ArrayLike) -> np.ndarray:
         block = np.ascontiguousarray(packed[rows, :m])
         out[rows] = block.sum(axis=1) / m
     return out
+
+
+def weighted_macro_f1(
+    y_true: ArrayLike, y_pred: ArrayLike, counts: ArrayLike, n_classes: int
+) -> np.ndarray:
+    """Macro-F1 of predictions `y_pred` [S, N] on each weighted test set `counts` [B, N] (how
+    often each image is drawn, for the bootstrap): float [B, S]. Classes absent from both truth
+    and prediction of a draw do not count, as in scikit-learn's macro average."""
+    y_true = np.asarray(y_true)
+    y_pred = np.atleast_2d(np.asarray(y_pred))
+    counts = np.asarray(counts, dtype=np.float64)
+    eye = np.eye(n_classes)
+    true_hot = eye[y_true]  # [N, K]
+    pred_hot = eye[y_pred]  # [S, N, K]
+    hit = pred_hot * true_hot[None]  # [S, N, K]
+    true_sum = counts @ true_hot  # [B, K]
+    pred_sum = np.einsum("bn,snk->bsk", counts, pred_hot)
+    tp = np.einsum("bn,snk->bsk", counts, hit)
+    f1, present = _per_class_f1(tp, true_sum[:, None, :], pred_sum)
+    return f1.sum(axis=2) / np.maximum(present.sum(axis=2), 1)
+
+
+def _per_class_f1(
+    tp: np.ndarray, true_sum: np.ndarray, pred_sum: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-class F1 from the (broadcastable) counts, and which classes count.
+
+    scikit-learn's f = (1 + beta^2) tp / (beta^2 true + pred) with beta = 1, in float64, 0 where
+    the denominator is 0 (a label that is neither true nor predicted never enters the mean).
+    """
+    denom = true_sum.astype(np.float64) + pred_sum.astype(np.float64)
+    present = denom > 0
+    f = np.zeros(denom.shape, dtype=np.float64)
+    np.divide(2.0 * tp.astype(np.float64), denom, out=f, where=present)
+    return f, present
 
 
 def _as_labels(y: ArrayLike, name: str) -> np.ndarray:

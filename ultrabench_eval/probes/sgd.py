@@ -25,27 +25,44 @@ import itertools
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
+from typing import Annotated, Any
 
 import numpy as np
 import torch
+from annotated_types import Ge, Lt
 
+from ultrabench_eval.core.device import AUTO, resolve_device
 from ultrabench_eval.probes.base import BatchedProbe, ProbeResult
 from ultrabench_eval.probes.metrics import macro_f1
+from ultrabench_eval.probes.options import (
+    FORBID_UNKNOWN,
+    Positive,
+    check_device_option,
+    parse_options,
+)
+from ultrabench_eval.probes.standardise import train_statistics
+
+Count = Annotated[int, Ge(1)]
+Beta = Annotated[float, Ge(0), Lt(1)]
 
 
 @dataclass(frozen=True)
 class SGDConfig:
-    hidden: int | None = None  # width of the hidden layer; None: a linear layer
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    batch_size: int = 32
-    max_epochs: int = 150
-    patience: int = 15
+    """A training recipe; its fields, but for the device, are the options of a preset probe."""
+
+    __pydantic_config__ = FORBID_UNKNOWN
+
+    hidden: Count | None = None  # width of the hidden layer; None: a linear layer
+    lr: Positive = 1e-3
+    weight_decay: Annotated[float, Ge(0)] = 1e-4
+    batch_size: Count = 32
+    max_epochs: Count = 150
+    patience: Count = 15  # epochs without a better validation loss before stopping
     cosine: bool = True
     standardize: bool = False  # z-score with the training subset's statistics
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8
+    betas: tuple[Beta, Beta] = (0.9, 0.999)
+    eps: Positive = 1e-8
 
 
 US_JEPA_2026 = SGDConfig()  # App. D.2 of arXiv 2602.19322: linear layer on frozen features
@@ -59,14 +76,15 @@ class SGDProbe(BatchedProbe):
     name = "sgd"
     uses_seed = True
 
-    def __init__(self, config: SGDConfig = US_JEPA_2026, device: str | None = None, **options):
-        self.config = replace(config, **options) if options else config
-        self.device = device
-
-    def _device(self) -> torch.device:
-        if self.device:
-            return torch.device(self.device)
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    def __init__(
+        self, config: SGDConfig = US_JEPA_2026, device: str | None = AUTO, **options: Any
+    ) -> None:
+        """`options` replace fields of the recipe `config`."""
+        check_device_option(device)
+        if options:
+            config = parse_options(SGDConfig, {**asdict(config), **options}, ("device",))
+        self.config = config
+        self.device = resolve_device(device)
 
     def fit_predict_subsets(
         self,
@@ -82,7 +100,7 @@ class SGDProbe(BatchedProbe):
         seeds: Sequence[int],
     ) -> list[ProbeResult]:
         started = time.perf_counter()
-        device = self._device()
+        device = self.device
         data = _Data(train_x, train_y, val_x, val_y, test_x, device)
         run = _BatchedRun(
             self.config, data, [np.asarray(s) for s in subsets], list(seeds), n_classes
@@ -155,10 +173,9 @@ class _BatchedRun:
             return torch.zeros(n, dim, device=device), torch.ones(n, dim, device=device)
         shifts, scales = [], []
         for subset in self.subsets:
-            x = self.data.train_x[subset].double()
-            std = x.std(dim=0, unbiased=False)
-            shifts.append(x.mean(dim=0).float())
-            scales.append(torch.where(std > 0, std, torch.ones_like(std)).float())
+            mean, std = train_statistics(self.data.train_x[subset].double())
+            shifts.append(mean.float())
+            scales.append(std.float())
         return torch.stack(shifts), torch.stack(scales)
 
     def _initialise(self, widths: list[int]) -> list[torch.Tensor]:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable
-from dataclasses import asdict
-from datetime import datetime, timezone
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -17,15 +16,16 @@ import ultrabench_eval
 from ultrabench_eval.core.registry import PROBES, TASKS
 from ultrabench_eval.data.dataset import Dataset, open_dataset
 from ultrabench_eval.data.task_card import SPLITS, TaskCard
-from ultrabench_eval.features.extract import cached_features, resolve_device, versions
-from ultrabench_eval.features.feature_cache import ids_hash
+from ultrabench_eval.features.extract import cached_features, resolve_device
 from ultrabench_eval.features.stores import open_task_stores, store_resize
 from ultrabench_eval.models.adapter import Adapter
 from ultrabench_eval.models.factory import make_adapter, pooling_of
 from ultrabench_eval.probes import fewshot
+from ultrabench_eval.probes.base import Probe
 from ultrabench_eval.protocols.config import RECORD_LOGIC_VERSION, BenchConfig, validate
-from ultrabench_eval.results import record as results
-from ultrabench_eval.results import stats
+from ultrabench_eval.protocols.reuse import Expected, reusable_records
+from ultrabench_eval.results.build import SeedResult, build_record
+from ultrabench_eval.results.record import ResultRecord, git_revision, protocol_id, write_record
 
 
 def check(config: BenchConfig) -> tuple[list[Adapter], list[str], list[Dataset], torch.device]:
@@ -39,7 +39,7 @@ def check(config: BenchConfig) -> tuple[list[Adapter], list[str], list[Dataset],
     return adapters, poolings, datasets, resolve_device(config.device)
 
 
-def run(config: BenchConfig, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+def run(config: BenchConfig, log: Callable[[str], None] = print) -> list[ResultRecord]:
     """Run every model on every task; write and return the result records."""
     adapters, poolings, datasets, device = check(config)
     written = []
@@ -52,11 +52,11 @@ def run(config: BenchConfig, log: Callable[[str], None] = print) -> list[dict[st
                 if reused:
                     how = "reused record"
                 else:
-                    results.write_record(config.results_root, record)
-                    how = "cached features" if record["timings"]["features_cached"] else "extracted"
+                    write_record(config.results_root, record)
+                    how = "cached features" if record.timings["features_cached"] else "extracted"
                 log(
-                    f"{adapter.name:>16} | {dataset.card.name:<16} | {record['protocol']['id']:<12}"
-                    f" | macro-F1 {record['scores']['mean']:5.1f} ± {record['scores']['std']:.1f}"
+                    f"{adapter.name:>16} | {dataset.card.name:<16} | {record.protocol_id:<12}"
+                    f" | macro-F1 {record.scores.mean:5.1f} ± {record.scores.std:.1f}"
                     f" | {how}"
                 )
                 written.append(record)
@@ -65,7 +65,7 @@ def run(config: BenchConfig, log: Callable[[str], None] = print) -> list[dict[st
 
 def _run_task(
     adapter: Adapter, dataset: Dataset, pooling: str, config: BenchConfig, load_s: float
-) -> list[tuple[dict[str, Any], bool]]:
+) -> list[tuple[ResultRecord, bool]]:
     """(record, reused) per label budget. A record whose inputs are unchanged is reused unless
     `config.overwrite`: an interrupted or repeated run redoes only what is missing."""
     card = dataset.card
@@ -83,7 +83,8 @@ def _run_task(
     timings["store_s"] = round(time.perf_counter() - started, 3)
     budgets = config.budgets()
     digests = {b: inputs_digest(adapter, pooling, dataset, stores, config, b) for b in budgets}
-    reused = {} if config.overwrite else _reusable(config, adapter, card, digests)
+    expected = {b: Expected(protocol_id(config.probe, b), digests[b]) for b in budgets}
+    reused = reusable_records(config, adapter.name, card.name, expected)
     todo = [b for b in budgets if b not in reused]
     if not todo:
         return [(reused[b], True) for b in budgets]
@@ -93,21 +94,22 @@ def _run_task(
     )
     labels = {name: dataset.splits[name].labels for name in SPLITS}
 
-    probe = PROBES.get(config.probe)(**config.probe_options)
+    probe = PROBES.get(config.probe)(**{"device": config.device, **config.probe_options})
     started = time.perf_counter()
     per_budget = _probe_all(probe, features, labels, card, todo, config.seeds)
     probe_s = round((time.perf_counter() - started) / len(todo), 3)
     fresh = {
-        budget: make_record(
+        budget: build_record(
             adapter,
-            card,
             dataset,
             pooling,
-            config,
+            config.probe,
+            config.probe_options,
             budget,
             per_seed,
-            {**timings, "probe_s": probe_s, "image_store": [size, interpolation]},
-            digests[budget],
+            image_store=[size, interpolation],
+            timings={**timings, "probe_s": probe_s},
+            inputs_sha256=digests[budget],
         )
         for budget, per_seed in zip(todo, per_budget, strict=True)
     }
@@ -141,7 +143,7 @@ def inputs_digest(
     """Everything a record's scores depend on: model, features, labels, protocol, code."""
     payload = {
         "record_logic": RECORD_LOGIC_VERSION,
-        "code": [ultrabench_eval.__version__, results.git_revision()],
+        "code": [ultrabench_eval.__version__, git_revision()],
         "model": adapter.fingerprint(),
         "pooling": pooling,
         "task": [dataset.card.name, list(dataset.card.classes), dataset.card.label_field],
@@ -160,111 +162,67 @@ def _labels_hash(ids: list[str], labels: np.ndarray) -> str:
     return digest.hexdigest()
 
 
-def _reusable(config: BenchConfig, adapter, card, digests: dict[float, str]) -> dict:
-    out = {}
-    for budget, digest in digests.items():
-        path = results.record_path(
-            config.results_root,
-            adapter.name,
-            card.name,
-            results.protocol_id(config.probe, budget),
-        )
-        try:
-            record = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
-        if record.get("inputs_sha256") == digest:
-            out[budget] = record
-    return out
+@dataclass(frozen=True)
+class FitPlan:
+    """The distinct probe fits behind every (budget, seed): a fit whose training subset and seed
+    another cell already has is not made twice (when the fit ignores the seed, every seed at
+    100 % shares one)."""
+
+    subsets: list[np.ndarray]  # training indices of each distinct fit
+    seeds: list[int]  # the seed each distinct fit is made with
+    cells: list[list[int]]  # per budget, per seed: the index of its fit
+
+    def per_seed(self, budget_index: int, fitted: Sequence[Any]) -> list[SeedResult]:
+        """(seed, train size, result) per seed of one budget, from the fits' results."""
+        return [
+            SeedResult(seed, len(self.subsets[fit]), fitted[fit])
+            for seed, fit in enumerate(self.cells[budget_index])
+        ]
 
 
-def _probe_all(probe, features, labels, card: TaskCard, budgets, seeds: int) -> list[list]:
-    """Every (budget, seed) probe in one call, so a batched probe fits them all at once.
-    When the fit ignores the seed, equal subsets (every seed at 100 %) are fitted once."""
-    plan = []  # (budget index, seed, subset key)
-    subsets: dict[tuple[bytes, int | None], tuple[np.ndarray, int]] = {}
-    for b_index, budget in enumerate(budgets):
+def plan_fits(
+    budgets: Sequence[fewshot.Budget],
+    seeds: int,
+    train_labels: np.ndarray,
+    n_classes: int,
+    uses_seed: bool,
+) -> FitPlan:
+    """Which fits the (budget, seed) cells need, in the order they first appear."""
+    fits: dict[tuple[bytes, int | None], int] = {}
+    subsets, fit_seeds, cells = [], [], []
+    for budget in budgets:
+        row = []
         for seed in range(seeds):
-            idx = budget.indices(labels["train"], seed, card.num_classes)
-            key = (idx.tobytes(), seed if probe.uses_seed else None)
-            subsets.setdefault(key, (idx, seed))
-            plan.append((b_index, seed, key))
-    keys = list(subsets)
+            idx = budget.indices(train_labels, seed, n_classes)
+            key = (idx.tobytes(), seed if uses_seed else None)
+            if key not in fits:
+                fits[key] = len(subsets)
+                subsets.append(idx)
+                fit_seeds.append(seed)
+            row.append(fits[key])
+        cells.append(row)
+    return FitPlan(subsets, fit_seeds, cells)
+
+
+def _probe_all(
+    probe: Probe,
+    features: dict[str, np.ndarray],
+    labels: dict[str, np.ndarray],
+    card: TaskCard,
+    budgets: list[fewshot.Budget],
+    seeds: int,
+) -> list[list[SeedResult]]:
+    """Every (budget, seed) probe in one call, so a batched probe fits them all at once."""
+    plan = plan_fits(budgets, seeds, labels["train"], card.num_classes, probe.uses_seed)
     fitted = probe.fit_predict_subsets(
         features["train"],
         labels["train"],
-        [subsets[k][0] for k in keys],
+        plan.subsets,
         features["validation"],
         labels["validation"],
         features["test"],
         labels["test"],
         n_classes=card.num_classes,
-        seeds=[subsets[k][1] for k in keys],
+        seeds=plan.seeds,
     )
-    by_key = dict(zip(keys, fitted, strict=True))
-    out: list[list] = [[] for _ in budgets]
-    for b_index, seed, key in plan:
-        out[b_index].append((seed, len(subsets[key][0]), by_key[key]))
-    return out
-
-
-def make_record(adapter, card, dataset, pooling, config, budget, per_seed, timings, digest) -> dict:
-    """The result record of one model x task x label budget from its per-seed probe results
-    ((seed, train size, ProbeResult) each); the robustness protocol writes its views with it."""
-    scores = np.array([r.test_macro_f1 for _, _, r in per_seed], dtype=np.float64)
-    info = asdict(adapter.info)
-    test = dataset.splits["test"]
-    predictions = np.stack([r.test_pred for _, _, r in per_seed])
-    interval = stats.bootstrap_ci(test.labels, predictions, card.num_classes, seed=0)
-    return {
-        "schema": results.SCHEMA,
-        "inputs_sha256": digest,
-        "model": {
-            "name": adapter.name,
-            "fingerprint": adapter.fingerprint(),
-            "weights": adapter.weights_id(),
-            "pooling": pooling,
-            "input_spec": adapter.input_spec.as_dict(),
-            "info": info,
-        },
-        "task": {
-            "name": card.name,
-            "dataset": card.dataset,
-            "classes": list(card.classes),
-            "split_sizes": {name: len(split) for name, split in dataset.splits.items()},
-        },
-        "protocol": {
-            "id": results.protocol_id(config.probe, budget),
-            "probe": config.probe,
-            "probe_options": config.probe_options,
-            "budget": budget.label,
-            "fraction": budget.fraction,
-            "shots": budget.shots,
-            "view": "clean",
-            "seeds": [seed for seed, _, _ in per_seed],
-            "image_store": timings.pop("image_store"),
-        },
-        "scores": {
-            "metric": "macro_f1",
-            "per_seed": [round(float(s), 6) for s in scores],
-            "mean": float(scores.mean()),
-            # sample standard deviation over seeds (ddof=1); 0 for one seed
-            "std": float(scores.std(ddof=1)) if len(scores) > 1 else 0.0,
-            "val_per_seed": [round(float(r.val_macro_f1), 6) for _, _, r in per_seed],
-            # bootstrap over test images of the seed-mean score (ultrabench_eval.results.stats)
-            "ci95": [round(interval.low, 4), round(interval.high, 4)],
-            "bootstrap_draws": interval.draws,
-        },
-        # what paired comparisons between models need: the same images, every seed's answers
-        "test": {
-            "ids_sha256": ids_hash(test.ids),
-            "labels": test.labels.tolist(),
-            "predictions_per_seed": predictions.tolist(),
-        },
-        "hyperparameters": {"per_seed": [r.params for _, _, r in per_seed]},
-        "train_size_per_seed": [n for _, n, _ in per_seed],
-        "timings": timings,
-        "versions": versions(),
-        "git_revision": results.git_revision(),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
+    return [plan.per_seed(b, fitted) for b in range(len(budgets))]

@@ -6,16 +6,8 @@ feature cache. The bench's probe is fitted once per seed on the clean training f
 chooses its settings on clean validation features; its test predictions are then taken on the
 clean and every corrupted test set at once. One result record per view, in the bench's format,
 with `protocol.view` (`speckle-s3`), `protocol.corruption`, `protocol.severity` and the
-corruption's parameters; the clean record is the bench's own.
-
-Summary scores per model and task, from the records alone (`summarise`):
-
-- per corruption, the mean macro-F1 over its severities;
-- the mean over every corrupted view and its relative drop from clean, in %;
-- the corruption error CE_c = sum_s E(c, s) / sum_s E_ref(c, s) x 100, E = 100 - macro-F1, the
-  error relative to a reference model (`pixels` by default), and its mean over corruptions mCE,
-  as ImageNet-C's (Hendrycks & Dietterich, 2019). 100: as robust as the reference; lower is
-  better.
+corruption's parameters; the clean record is the bench's own. The summary scores (mean over
+severities, relative drop, mCE) are computed from the records by `results.robustness`.
 """
 
 from __future__ import annotations
@@ -23,14 +15,12 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tabulate import tabulate
 
 from ultrabench_eval.core import atomic
 from ultrabench_eval.core.errors import UserError
@@ -45,13 +35,13 @@ from ultrabench_eval.models.factory import make_adapter
 from ultrabench_eval.probes.base import ProbeResult
 from ultrabench_eval.probes.fewshot import Budget
 from ultrabench_eval.probes.metrics import macro_f1
-from ultrabench_eval.protocols.bench import check, split_features
+from ultrabench_eval.protocols.bench import check, plan_fits, split_features
 from ultrabench_eval.protocols.bench import inputs_digest as bench_inputs_digest
-from ultrabench_eval.protocols.bench import make_record as bench_record
-from ultrabench_eval.protocols.config import BenchConfig
-from ultrabench_eval.results import record as results
+from ultrabench_eval.protocols.config import DEFAULT_REFERENCE, BenchConfig
+from ultrabench_eval.protocols.reuse import Expected, reusable_records
+from ultrabench_eval.results.build import SeedResult, build_record
+from ultrabench_eval.results.record import ResultRecord, protocol_id, write_record
 
-DEFAULT_REFERENCE = "pixels"
 FULL = Budget(fraction=1.0)  # the protocol trains on every clean training label
 SUMMARY_FILE = "robustness.md"
 
@@ -67,20 +57,7 @@ class RobustConfig:
         return [View.parse(f"{spec}:{severity}", seed=self.seed) for spec, severity in self.suite]
 
 
-@dataclass
-class Summary:
-    """One model on one task."""
-
-    clean: float
-    per_corruption: dict[str, float]  # mean macro-F1 over severities
-    per_view: dict[str, float]  # view label -> macro-F1 (seed mean)
-    mean_corrupted: float
-    relative_drop: float | None  # % of the clean score lost
-    corruption_error: dict[str, float | None] = field(default_factory=dict)  # CE per corruption
-    mce: float | None = None
-
-
-def run(config: RobustConfig, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+def run(config: RobustConfig, log: Callable[[str], None] = print) -> list[ResultRecord]:
     """Every model (and the reference) on every task: write and return the records (the clean
     ones and one per corrupted view)."""
     if not config.suite:
@@ -101,11 +78,11 @@ def run(config: RobustConfig, log: Callable[[str], None] = print) -> list[dict[s
         for dataset in datasets:
             for record, reused in _run_task(adapter, dataset, pooling, config, views, load_s):
                 if not reused:
-                    results.write_record(config.bench.results_root, record)
+                    write_record(config.bench.results_root, record)
                 how = "reused record" if reused else "written"
                 log(
                     f"{adapter.name:>16} | {dataset.card.name:<16} | "
-                    f"{record['protocol']['id']:<34} | macro-F1 {record['scores']['mean']:5.1f}"
+                    f"{record.protocol_id:<34} | macro-F1 {record.scores.mean:5.1f}"
                     f" | {how}"
                 )
                 written.append(record)
@@ -119,7 +96,7 @@ def _run_task(
     config: RobustConfig,
     views: list[View],
     load_s: float,
-) -> list[tuple[dict[str, Any], bool]]:
+) -> list[tuple[ResultRecord, bool]]:
     """(record, reused) for the clean view then each corrupted one."""
     cfg = config.bench
     card = dataset.card
@@ -135,12 +112,13 @@ def _run_task(
     )
     store_s = round(time.perf_counter() - started, 3)
     clean_digest = bench_inputs_digest(adapter, pooling, dataset, stores, cfg, FULL)
-    digests = {"clean": clean_digest}
-    digests.update({v.label: view_digest(clean_digest, v) for v in views})
-    ids = {"clean": results.protocol_id(cfg.probe, FULL)}
-    ids.update({v.label: results.protocol_id(cfg.probe, FULL, v.label) for v in views})
-    existing = {} if cfg.overwrite else _existing(cfg, adapter.name, card.name, ids, digests)
-    order = ["clean", *[v.label for v in views]]
+    expected = {"clean": Expected(protocol_id(cfg.probe, FULL), clean_digest)}
+    for view in views:
+        expected[view.label] = Expected(
+            protocol_id(cfg.probe, FULL, view.label), view_digest(clean_digest, view)
+        )
+    existing = reusable_records(cfg, adapter.name, card.name, expected)
+    order = list(expected)
     if all(label in existing for label in order):
         return [(existing[label], True) for label in order]
 
@@ -171,23 +149,19 @@ def _run_task(
         if label in existing:
             out.append((existing[label], True))
             continue
-        record = bench_record(
+        record = build_record(
             adapter,
-            card,
             dataset,
             pooling,
-            cfg,
+            cfg.probe,
+            cfg.probe_options,
             FULL,
             per_seed,
-            {
-                **timings,
-                "features_s": dict(timings["features_s"]),
-                "image_store": [size, interpolation],
-            },
-            digests[label],
+            image_store=[size, interpolation],
+            timings={**timings, "features_s": dict(timings["features_s"])},
+            inputs_sha256=expected[label].inputs_sha256,
+            view=view,
         )
-        if view is not None:
-            _mark_view(record, view, cfg.probe)
         out.append((record, False))
     return out
 
@@ -199,184 +173,51 @@ def view_digest(clean_digest: str, view: View) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
-def _existing(
-    cfg: BenchConfig, model: str, task: str, ids: dict[str, str], digests: dict[str, str]
-) -> dict[str, dict[str, Any]]:
-    """Records on disk whose inputs are those of this run, by view label."""
-    out = {}
-    for label, protocol in ids.items():
-        path = results.record_path(cfg.results_root, model, task, protocol)
-        try:
-            record = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
-        if record.get("inputs_sha256") == digests[label]:
-            out[label] = record
-    return out
-
-
 def fit_once(
     cfg: BenchConfig,
     n_classes: int,
     features: dict[str, np.ndarray],
     labels: dict[str, np.ndarray],
     tests: list[np.ndarray],
-) -> list[list[tuple[int, int, ProbeResult]]]:
+) -> list[list[SeedResult]]:
     """Fit the probe once per seed on clean train (chosen on clean validation) and predict every
     test set in `tests` with it: per test set, (seed, train size, result) per seed, as the bench
     builds records from."""
-    probe = PROBES.get(cfg.probe)(**cfg.probe_options)
-    train_y = labels["train"]
-    subsets, seeds = [], []
-    for seed in range(cfg.seeds):
-        if probe.uses_seed or not subsets:  # a seedless fit on all labels is the same fit
-            subsets.append(FULL.indices(train_y, seed, n_classes))
-            seeds.append(seed)
-    stacked = np.concatenate(tests)
-    test_y = labels["test"]
+    probe = PROBES.get(cfg.probe)(**{"device": cfg.device, **cfg.probe_options})
+    train_y, test_y = labels["train"], labels["test"]
+    plan = plan_fits([FULL], cfg.seeds, train_y, n_classes, probe.uses_seed)
     fitted = probe.fit_predict_subsets(
         features["train"],
         train_y,
-        subsets,
+        plan.subsets,
         features["validation"],
         labels["validation"],
-        stacked,
+        np.concatenate(tests),
         np.tile(test_y, len(tests)),
         n_classes=n_classes,
-        seeds=seeds,
+        seeds=plan.seeds,
     )
     n = len(test_y)
     out = []
     for t in range(len(tests)):
-        per_seed = []
-        for seed in range(cfg.seeds):
-            whole = fitted[min(seed, len(fitted) - 1)]
-            pred = whole.test_pred[t * n : (t + 1) * n]
-            one = ProbeResult(
-                test_pred=pred,
+        # each fit's answers on test set t alone, scored on its own
+        on_this = [
+            ProbeResult(
+                test_pred=whole.test_pred[t * n : (t + 1) * n],
                 val_pred=whole.val_pred,
-                test_macro_f1=100.0 * macro_f1(test_y, pred),
+                test_macro_f1=100.0 * macro_f1(test_y, whole.test_pred[t * n : (t + 1) * n]),
                 val_macro_f1=whole.val_macro_f1,
                 params=whole.params,
                 seconds=whole.seconds,
             )
-            per_seed.append((seed, len(subsets[min(seed, len(subsets) - 1)]), one))
-        out.append(per_seed)
+            for whole in fitted
+        ]
+        out.append(plan.per_seed(0, on_this))
     return out
 
 
-def _mark_view(record: dict[str, Any], view: View, probe: str) -> None:
-    protocol = record["protocol"]
-    protocol["id"] = results.protocol_id(probe, FULL, view.label)
-    protocol["view"] = view.label
-    protocol["view_key"] = view.name
-    protocol["corruption"] = view.corruption
-    protocol["severity"] = view.severity
-    protocol["corruption_seed"] = view.seed
-    protocol["corruption_parameters"] = view.parameters()
-
-
-# -- summary scores ---------------------------------------------------------------------------
-
-
-def summarise(
-    records: list[dict[str, Any]], reference: str | None = DEFAULT_REFERENCE
-) -> dict[str, dict[str, Summary]]:
-    """{task: {model: Summary}} from clean and corrupted records of one probe protocol. The
-    corruption error needs the reference model's records on the same task and views."""
-    clean: dict[tuple[str, str], float] = {}
-    views: dict[tuple[str, str], dict[str, tuple[str, float]]] = defaultdict(dict)
-    for record in records:
-        key = (record["task"]["name"], record["model"]["name"])
-        protocol = record["protocol"]
-        if protocol.get("view", "clean") == "clean":
-            clean[key] = record["scores"]["mean"]
-        elif protocol.get("corruption"):
-            views[key][protocol["view"]] = (protocol["corruption"], record["scores"]["mean"])
-    out: dict[str, dict[str, Summary]] = defaultdict(dict)
-    for key, by_view in views.items():
-        if key not in clean:
-            continue
-        per_corruption: dict[str, list[float]] = defaultdict(list)
-        for corruption, score in by_view.values():
-            per_corruption[corruption].append(score)
-        scores = [s for _, s in by_view.values()]
-        mean_corrupted = float(np.mean(scores))
-        base = clean[key]
-        out[key[0]][key[1]] = Summary(
-            clean=base,
-            per_corruption={c: float(np.mean(v)) for c, v in per_corruption.items()},
-            per_view={label: s for label, (_, s) in by_view.items()},
-            mean_corrupted=mean_corrupted,
-            relative_drop=100.0 * (base - mean_corrupted) / base if base > 0 else None,
-        )
-    if reference:
-        for task, by_model in out.items():
-            ref = by_model.get(reference)
-            for summary in by_model.values():
-                _corruption_errors(summary, ref, views[(task, reference)] if ref else {})
-    return dict(out)
-
-
-def _corruption_errors(
-    summary: Summary, ref: Summary | None, ref_views: dict[str, tuple[str, float]]
-) -> None:
-    """CE per corruption over the views both have, and their mean (mCE)."""
-    if ref is None:
-        return
-    errors: dict[str, list[float]] = defaultdict(list)
-    ref_errors: dict[str, list[float]] = defaultdict(list)
-    for label, score in summary.per_view.items():
-        if label not in ref_views:
-            continue
-        corruption, ref_score = ref_views[label]
-        errors[corruption].append(100.0 - score)
-        ref_errors[corruption].append(100.0 - ref_score)
-    for corruption in summary.per_corruption:
-        denominator = sum(ref_errors.get(corruption, []))
-        summary.corruption_error[corruption] = (
-            100.0 * sum(errors[corruption]) / denominator if denominator > 0 else None
-        )
-    known = [v for v in summary.corruption_error.values() if v is not None]
-    summary.mce = float(np.mean(known)) if known else None
-
-
-def render(summaries: dict[str, dict[str, Summary]], reference: str | None, title: str = "") -> str:
-    """A markdown table per task: rows models; columns clean, each corruption's mean over
-    severities, the mean over all views, the relative drop and mCE."""
-    parts = []
-    for task in sorted(summaries):
-        by_model = summaries[task]
-        corruptions = sorted({c for s in by_model.values() for c in s.per_corruption})
-        rows = []
-        for model, s in sorted(by_model.items(), key=lambda item: -item[1].mean_corrupted):
-            rows.append(
-                [
-                    model,
-                    f"{s.clean:.1f}",
-                    *[_fmt(s.per_corruption.get(c)) for c in corruptions],
-                    f"{s.mean_corrupted:.1f}",
-                    _fmt(s.relative_drop, " %"),
-                    _fmt(s.mce),
-                ]
-            )
-        headers = ["model", "clean", *corruptions, "mean", "drop", f"mCE (ref {reference})"]
-        heading = f"### {task}" + (f", {title}" if title else "")
-        parts.append(
-            f"{heading}: test macro-F1 (x100), seed mean; probe fitted on clean features\n\n"
-            + tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
-            + "\n\n_corruption columns: mean over severities; mean: over every corrupted view; "
-            "drop: (clean - mean) / clean; mCE: mean over corruptions of the summed error "
-            f"(100 - F1) relative to {reference}'s, x100 (lower is better)_\n"
-        )
-    return "\n".join(parts) if parts else "no robustness records\n"
-
-
-def _fmt(value: float | None, suffix: str = "") -> str:
-    return "–" if value is None else f"{value:.1f}{suffix}"
-
-
 def write_summary(results_root: Path, text: str) -> Path:
+    """The `ubench robust` table beside the records."""
     path = Path(results_root) / SUMMARY_FILE
     atomic.write_text(path, text)
     return path

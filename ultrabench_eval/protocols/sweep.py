@@ -30,11 +30,11 @@ def run_model(config: BenchConfig) -> list[dict[str, Any]]:
     records = bench.run(config, log=print)
     return [
         {
-            "model": r["model"]["name"],
-            "task": r["task"]["name"],
-            "protocol": r["protocol"]["id"],
-            "mean": r["scores"]["mean"],
-            "std": r["scores"]["std"],
+            "model": r.model_name,
+            "task": r.task_name,
+            "protocol": r.protocol_id,
+            "mean": r.scores.mean,
+            "std": r.scores.std,
         }
         for r in records
     ]

@@ -28,8 +28,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from ultrabench_eval.core import atomic
-from ultrabench_eval.features.feature_cache import safe_name
-from ultrabench_eval.report.leaderboard import base_protocol, corruption_of, is_full_budget, view_of
+from ultrabench_eval.core.naming import safe_name
+from ultrabench_eval.results.record import ResultRecord, Scores
 
 FORMATS = ("png", "svg")
 _STYLE = {"svg.hashsalt": "ultrabench-eval", "svg.fonttype": "path", "font.size": 9}
@@ -44,29 +44,29 @@ class Plot:
     figure: Figure
 
 
-def make_plots(records: list[dict[str, Any]]) -> list[Plot]:
+def make_plots(records: list[ResultRecord]) -> list[Plot]:
     """Every plot the records allow, in a stable order."""
     colors = _model_colors(records)
-    clean = [r for r in records if view_of(r) == "clean"]
-    corrupted = [r for r in records if view_of(r) != "clean"]
+    clean = [r for r in records if r.is_clean]
+    corrupted = [r for r in records if not r.is_clean]
     with matplotlib.rc_context(_STYLE):
         out = []
-        for probe in sorted({r["protocol"]["probe"] for r in clean}):
-            mine = [r for r in clean if r["protocol"]["probe"] == probe]
+        for probe in sorted({r.probe for r in clean}):
+            mine = [r for r in clean if r.probe == probe]
             out.extend(_fewshot_plots(probe, mine, colors))
-        for base in sorted({base_protocol(r) for r in corrupted}):
-            mine = [r for r in corrupted if base_protocol(r) == base]
-            reference = [r for r in clean if r["protocol"]["id"] == base]
+        for base in sorted({r.base_protocol for r in corrupted}):
+            mine = [r for r in corrupted if r.base_protocol == base]
+            reference = [r for r in clean if r.protocol_id == base]
             out.append(_robustness_plot(base, mine, reference, colors))
-        full = sorted({r["protocol"]["id"] for r in clean if is_full_budget(r["protocol"])})
+        full = sorted({r.protocol_id for r in clean if r.is_full_budget})
         for protocol in full:
             out.append(
-                _task_bars(protocol, [r for r in clean if r["protocol"]["id"] == protocol], colors)
+                _task_bars(protocol, [r for r in clean if r.protocol_id == protocol], colors)
             )
     return out
 
 
-def write_plots(records: list[dict[str, Any]], out_dir: Path) -> list[Path]:
+def write_plots(records: list[ResultRecord], out_dir: Path) -> list[Path]:
     """Every plot as PNG and SVG under `out_dir`, each file written atomically."""
     written = []
     for plot in make_plots(records):
@@ -90,24 +90,22 @@ def render(figure: Figure, fmt: str) -> bytes:
 
 
 def _fewshot_plots(
-    probe: str, records: list[dict[str, Any]], colors: dict[str, Any]
+    probe: str, records: list[ResultRecord], colors: dict[str, Any]
 ) -> Iterator[Plot]:
     """A figure over fractions and one over shots, when there are at least two budgets."""
-    fractions = [r for r in records if not r["protocol"].get("shots")]
-    shots = [r for r in records if r["protocol"].get("shots")]
+    fractions = [r for r in records if r.budget.shots is None]
+    shots = [r for r in records if r.budget.shots is not None]
     for kind, group in (("fraction", fractions), ("shots", shots)):
-        budgets = {_budget_x(r) for r in group}
+        budgets = {r.budget.axis_value for r in group}
         if len(budgets) < 2:
             continue
-        tasks = sorted({r["task"]["name"] for r in group})
+        tasks = sorted({r.task_name for r in group})
         figure, axes = _grid(len(tasks))
         for ax, task in zip(axes, tasks, strict=False):
             lines: dict[str, list[tuple[float, float, float]]] = defaultdict(list)
             for r in group:
-                if r["task"]["name"] == task:
-                    lines[r["model"]["name"]].append(
-                        (_budget_x(r), r["scores"]["mean"], r["scores"]["std"])
-                    )
+                if r.task_name == task:
+                    lines[r.model_name].append((r.budget.axis_value, r.scores.mean, r.scores.std))
             for model in sorted(lines):
                 x, mean, std = (np.array(v) for v in zip(*sorted(lines[model]), strict=True))
                 ax.plot(x, mean, marker="o", markersize=3, color=colors[model], label=model)
@@ -127,17 +125,10 @@ def _fewshot_plots(
         yield Plot(f"fewshot-{safe_name(probe)}{suffix}", title, figure)
 
 
-def _budget_x(record: dict[str, Any]) -> float:
-    protocol = record["protocol"]
-    if protocol.get("shots"):
-        return float(protocol["shots"])
-    return 100.0 * float(protocol.get("fraction") or 1.0)
-
-
 def _robustness_plot(
     base: str,
-    corrupted: list[dict[str, Any]],
-    clean: list[dict[str, Any]],
+    corrupted: list[ResultRecord],
+    clean: list[ResultRecord],
     colors: dict[str, Any],
 ) -> Plot:
     """Rows: tasks; columns: corruptions; x: severity, with the clean score at 0."""
@@ -145,11 +136,11 @@ def _robustness_plot(
         lambda: defaultdict(list)
     )  # (task, corruption, model) -> severity -> [(mean, std)] (several view seeds average)
     for r in corrupted:
-        corruption, severity = corruption_of(r)
+        corruption, severity = r.corruption
         if severity is not None:
-            key = (r["task"]["name"], corruption, r["model"]["name"])
-            points[key][severity].append((r["scores"]["mean"], r["scores"]["std"]))
-    clean_at = {(r["task"]["name"], r["model"]["name"]): r["scores"] for r in clean}
+            key = (r.task_name, corruption, r.model_name)
+            points[key][severity].append((r.scores.mean, r.scores.std))
+    clean_at = {(r.task_name, r.model_name): r.scores for r in clean}
     tasks = sorted({k[0] for k in points})
     corruptions = sorted({k[1] for k in points})
     figure = Figure(
@@ -168,7 +159,7 @@ def _robustness_plot(
                 }
                 if (task, model) in clean_at:
                     scores = clean_at[(task, model)]
-                    by_severity[0] = (scores["mean"], scores["std"])
+                    by_severity[0] = (scores.mean, scores.std)
                 x = np.array(sorted(by_severity))
                 mean = np.array([by_severity[s][0] for s in x])
                 std = np.array([by_severity[s][1] for s in x])
@@ -186,10 +177,12 @@ def _robustness_plot(
     return Plot(f"robustness-{safe_name(base)}", title, figure)
 
 
-def _task_bars(protocol: str, records: list[dict[str, Any]], colors: dict[str, Any]) -> Plot:
-    tasks = sorted({r["task"]["name"] for r in records})
-    models = sorted({r["model"]["name"] for r in records})
-    by_cell = {(r["model"]["name"], r["task"]["name"]): r["scores"] for r in records}
+def _task_bars(protocol: str, records: list[ResultRecord], colors: dict[str, Any]) -> Plot:
+    tasks = sorted({r.task_name for r in records})
+    models = sorted({r.model_name for r in records})
+    by_cell: dict[tuple[str, str], Scores] = {
+        (r.model_name, r.task_name): r.scores for r in records
+    }
     width = 0.8 / len(models)
     figure = Figure(
         figsize=(max(5.0, 1.1 * len(tasks) * max(1, len(models) / 3)) + 1.5, 3.6),
@@ -203,11 +196,11 @@ def _task_bars(protocol: str, records: list[dict[str, Any]], colors: dict[str, A
             scores = by_cell.get((model, task))
             if scores is None:
                 continue
-            interval = scores.get("ci95") or [scores["mean"], scores["mean"]]
+            interval = scores.ci95 or [scores.mean, scores.mean]
             x.append(i - 0.4 + width * (k + 0.5))
-            mean.append(scores["mean"])
-            low.append(max(0.0, scores["mean"] - interval[0]))
-            high.append(max(0.0, interval[1] - scores["mean"]))
+            mean.append(scores.mean)
+            low.append(max(0.0, scores.mean - interval[0]))
+            high.append(max(0.0, interval[1] - scores.mean))
         ax.bar(x, mean, width=width * 0.92, color=colors[model], label=model)
         ax.errorbar(
             x, mean, yerr=[low, high], fmt="none", ecolor="black", elinewidth=0.8, capsize=2
@@ -225,9 +218,9 @@ def _task_bars(protocol: str, records: list[dict[str, Any]], colors: dict[str, A
 # -- helpers -----------------------------------------------------------------------------------
 
 
-def _model_colors(records: list[dict[str, Any]]) -> dict[str, Any]:
+def _model_colors(records: list[ResultRecord]) -> dict[str, Any]:
     """The same colour for a model in every figure."""
-    models = sorted({r["model"]["name"] for r in records})
+    models = sorted({r.model_name for r in records})
     palette = matplotlib.colormaps["tab10" if len(models) <= 10 else "tab20"]
     return {m: palette(i % palette.N) for i, m in enumerate(models)}
 

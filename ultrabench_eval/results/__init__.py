@@ -1,3 +1,4 @@
-"""Results: the typed result record, its files, statistics, the regression check and published
+"""Results: the typed result record and its files (`record`), where records are made (`build`),
+statistics (`stats`), robustness scores (`robustness`), the regression check and published
 tables.
 """

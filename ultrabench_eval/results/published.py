@@ -19,13 +19,13 @@ import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import yaml
 from tabulate import tabulate
 
 from ultrabench_eval.core.config import PACKAGE_DIR
 from ultrabench_eval.core.errors import UserError
+from ultrabench_eval.results.record import ResultRecord, Scores
 
 FORMATS = ("markdown", "csv")
 
@@ -154,18 +154,15 @@ class Comparison:
 
 
 def compare(
-    table: PublishedTable, records: list[dict[str, Any]], protocol: str | None = None
+    table: PublishedTable, records: list[ResultRecord], protocol: str | None = None
 ) -> list[Comparison]:
     """One comparison per published cell, in the table's order; `protocol` overrides the
     table's own (for instance `linear`, to set another probe beside the paper's)."""
     wanted = protocol or table.protocol
-    ours: dict[tuple[str, str], dict[str, float]] = {}
+    ours: dict[tuple[str, str], Scores] = {}
     for record in records:
-        if (
-            record["protocol"]["id"] == wanted
-            and record["protocol"].get("view", "clean") == "clean"
-        ):
-            ours[(record["model"]["name"], record["task"]["name"])] = record["scores"]
+        if record.protocol_id == wanted and record.is_clean:
+            ours[(record.model_name, record.task_name)] = record.scores
     out = []
     for (model, task), (mean, std) in table.cells.items():
         key = (table.models[model], table.tasks[task])
@@ -177,8 +174,8 @@ def compare(
                 *key,
                 mean,
                 std,
-                None if scores is None else float(scores["mean"]),
-                None if scores is None else float(scores["std"]),
+                None if scores is None else float(scores.mean),
+                None if scores is None else float(scores.std),
             )
         )
     return out

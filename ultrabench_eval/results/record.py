@@ -1,40 +1,403 @@
-"""Result records: one JSON file per model x task x protocol."""
+"""The result record: one model x task x protocol, typed, and its JSON file.
+
+`ResultRecord.to_dict()` is the file's JSON, key for key in the order the files have always had;
+`from_dict` reads every record written since the schema began (a field an older record lacks
+reads as None, and `to_dict` writes it as null). Readers use the accessors (`model_name`,
+`base_protocol`, `budget`, `corruption`...), never the raw JSON.
+"""
 
 from __future__ import annotations
 
 import functools
 import json
+import re
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ultrabench_eval.core import atomic
 from ultrabench_eval.core.errors import UserError
-from ultrabench_eval.features.feature_cache import safe_name
+from ultrabench_eval.core.naming import safe_name
+from ultrabench_eval.probes.fewshot import Budget
 
 SCHEMA = "ultrabench-eval/result/1"
+CLEAN = "clean"
+# `<corruption>-s<severity>[-seed<n>]`, the name `views.View` gives a corrupted view
+_VIEW_NAME = re.compile(r"^(?P<corruption>.+)-s(?P<severity>\d+)(?:-seed\d+)?$")
 
 
-def protocol_id(probe: str, budget: Any, view: str = "clean") -> str:
+@dataclass(frozen=True)
+class ModelPart:
+    name: str
+    fingerprint: str | None = None
+    weights: Any = None
+    pooling: str | None = None
+    input_spec: dict[str, Any] | None = None
+    info: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class TaskPart:
+    name: str
+    dataset: str | None = None
+    classes: list[str] | None = None
+    split_sizes: dict[str, int] | None = None
+
+
+@dataclass(frozen=True)
+class CorruptionPart:
+    """What a record scored on corrupted test images says about the corruption."""
+
+    view_key: str | None  # the view's full name, with its parameters' digest
+    corruption: str | None
+    severity: int | None
+    seed: int | None
+    parameters: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class ProtocolPart:
+    id: str
+    probe: str
+    probe_options: dict[str, Any] | None = None
+    budget: str | None = None  # the budget's label, `Budget.label`
+    fraction: float | None = None
+    shots: int | None = None
+    view: str = CLEAN
+    seeds: list[int] | None = None
+    image_store: list[Any] | None = None  # [size, interpolation]
+    corruption: CorruptionPart | None = None  # only for corrupted views
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Test macro-F1 (x100) over seeds."""
+
+    mean: float
+    std: float
+    metric: str | None = "macro_f1"
+    per_seed: list[float] | None = None
+    val_per_seed: list[float] | None = None
+    ci95: list[float] | None = None  # bootstrap over test images of the seed mean
+    bootstrap_draws: int | None = None
+
+
+@dataclass(frozen=True)
+class TestPart:
+    """What paired comparisons between models need: the same images, every seed's answers."""
+
+    ids_sha256: str | None
+    labels: list[int] | None
+    predictions_per_seed: list[list[int]] | None
+
+
+@dataclass(frozen=True)
+class ResultRecord:
+    model: ModelPart
+    task: TaskPart
+    protocol: ProtocolPart
+    scores: Scores
+    test: TestPart | None = None
+    inputs_sha256: str | None = None  # everything the scores depend on; reuse compares it
+    hyperparameters_per_seed: list[dict[str, Any]] | None = None
+    train_size_per_seed: list[int] | None = None
+    timings: dict[str, Any] | None = None
+    versions: dict[str, Any] | None = None
+    git_revision: str | None = None
+    created: str | None = None
+    schema: str = SCHEMA
+
+    # -- what readers ask ----------------------------------------------------------------------
+
+    @property
+    def model_name(self) -> str:
+        return self.model.name
+
+    @property
+    def task_name(self) -> str:
+        return self.task.name
+
+    @property
+    def protocol_id(self) -> str:
+        return self.protocol.id
+
+    @property
+    def probe(self) -> str:
+        return self.protocol.probe
+
+    @property
+    def view(self) -> str:
+        return self.protocol.view
+
+    @property
+    def is_clean(self) -> bool:
+        return self.protocol.view == CLEAN
+
+    @property
+    def base_protocol(self) -> str:
+        """The protocol id without its view: a corrupted record's clean counterpart."""
+        suffix = f"/{self.view}"
+        if not self.is_clean and self.protocol_id.endswith(suffix):
+            return self.protocol_id[: -len(suffix)]
+        return self.protocol_id
+
+    @property
+    def corruption(self) -> tuple[str, int | None]:
+        """(corruption, severity) of a corrupted record: the record's own fields when the
+        robustness protocol wrote them, else parsed from the view name, else (view, None)."""
+        part = self.protocol.corruption
+        if part is not None and part.corruption and part.severity is not None:
+            return part.corruption, int(part.severity)
+        match = _VIEW_NAME.match(self.view)
+        if match:
+            return match["corruption"], int(match["severity"])
+        return self.view, None
+
+    @property
+    def budget(self) -> Budget:
+        return Budget.of(self.protocol.fraction, self.protocol.shots)
+
+    @property
+    def is_full_budget(self) -> bool:
+        """All training labels (not a fraction below 1, not K shots)."""
+        return self.budget.is_full
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.task.classes or [])
+
+    @property
+    def has_predictions(self) -> bool:
+        return bool(self.test and self.test.predictions_per_seed and self.test.labels)
+
+    @property
+    def seed_count(self) -> int:
+        """Seeds behind the scores (from the protocol, else from the per-seed scores)."""
+        return len(self.protocol.seeds or self.scores.per_seed or [])
+
+    # -- JSON ----------------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record's JSON, in the files' key order."""
+        p, s, t = self.protocol, self.scores, self.test
+        protocol: dict[str, Any] = {
+            "id": p.id,
+            "probe": p.probe,
+            "probe_options": p.probe_options,
+            "budget": p.budget,
+            "fraction": p.fraction,
+            "shots": p.shots,
+            "view": p.view,
+            "seeds": p.seeds,
+            "image_store": p.image_store,
+        }
+        if p.corruption is not None:
+            c = p.corruption
+            protocol.update(
+                view_key=c.view_key,
+                corruption=c.corruption,
+                severity=c.severity,
+                corruption_seed=c.seed,
+                corruption_parameters=c.parameters,
+            )
+        hyperparameters = self.hyperparameters_per_seed
+        return {
+            "schema": self.schema,
+            "inputs_sha256": self.inputs_sha256,
+            "model": {
+                "name": self.model.name,
+                "fingerprint": self.model.fingerprint,
+                "weights": self.model.weights,
+                "pooling": self.model.pooling,
+                "input_spec": self.model.input_spec,
+                "info": self.model.info,
+            },
+            "task": {
+                "name": self.task.name,
+                "dataset": self.task.dataset,
+                "classes": self.task.classes,
+                "split_sizes": self.task.split_sizes,
+            },
+            "protocol": protocol,
+            "scores": {
+                "metric": s.metric,
+                "per_seed": s.per_seed,
+                "mean": s.mean,
+                "std": s.std,
+                "val_per_seed": s.val_per_seed,
+                "ci95": s.ci95,
+                "bootstrap_draws": s.bootstrap_draws,
+            },
+            "test": None
+            if t is None
+            else {
+                "ids_sha256": t.ids_sha256,
+                "labels": t.labels,
+                "predictions_per_seed": t.predictions_per_seed,
+            },
+            "hyperparameters": None if hyperparameters is None else {"per_seed": hyperparameters},
+            "train_size_per_seed": self.train_size_per_seed,
+            "timings": self.timings,
+            "versions": self.versions,
+            "git_revision": self.git_revision,
+            "created": self.created,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "<in memory>") -> ResultRecord:
+        """A record from its JSON; UserError (one line, naming `where`) when it is malformed."""
+        return _Parser(where).record(data)
+
+    @classmethod
+    def from_file(cls, path: Path) -> ResultRecord:
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise UserError(f"cannot read result record {path}: {exc}") from None
+        return cls.from_dict(data, str(path))
+
+
+class _Parser:
+    """Reads a record's JSON with a type check per field, so a hand-edited or truncated file is
+    one clear line instead of a KeyError deep inside a report."""
+
+    def __init__(self, where: str):
+        self.where = where
+
+    def fail(self, what: str) -> UserError:
+        return UserError(
+            f"malformed result record {self.where}: {what} (rerun its protocol with "
+            "--overwrite, or remove the file)"
+        )
+
+    def record(self, data: Any) -> ResultRecord:
+        if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+            raise UserError(f"{self.where} is not a ubench result record (schema {SCHEMA})")
+        model, task = self.part(data, "model"), self.part(data, "task")
+        protocol, scores = self.part(data, "protocol"), self.part(data, "scores")
+        test = self.optional(data, "test", dict)
+        hyperparameters = self.optional(data, "hyperparameters", dict) or {}
+        return ResultRecord(
+            schema=SCHEMA,
+            inputs_sha256=self.optional(data, "inputs_sha256", str),
+            model=ModelPart(
+                name=self.required(model, "model.name", str),
+                fingerprint=self.optional(model, "fingerprint", str),
+                weights=model.get("weights"),
+                pooling=self.optional(model, "pooling", str),
+                input_spec=self.optional(model, "input_spec", dict),
+                info=self.optional(model, "info", dict),
+            ),
+            task=TaskPart(
+                name=self.required(task, "task.name", str),
+                dataset=self.optional(task, "dataset", str),
+                classes=self.optional(task, "classes", list),
+                split_sizes=self.optional(task, "split_sizes", dict),
+            ),
+            protocol=self.protocol(protocol),
+            scores=Scores(
+                mean=self.required(scores, "scores.mean", (int, float)),
+                std=self.required(scores, "scores.std", (int, float)),
+                metric=self.optional(scores, "metric", str),
+                per_seed=self.optional(scores, "per_seed", list),
+                val_per_seed=self.optional(scores, "val_per_seed", list),
+                ci95=self.optional(scores, "ci95", list),
+                bootstrap_draws=self.optional(scores, "bootstrap_draws", int),
+            ),
+            test=TestPart(
+                ids_sha256=self.optional(test, "ids_sha256", str),
+                labels=self.optional(test, "labels", list),
+                predictions_per_seed=self.optional(test, "predictions_per_seed", list),
+            )
+            if test
+            else None,
+            hyperparameters_per_seed=self.optional(hyperparameters, "per_seed", list),
+            train_size_per_seed=self.optional(data, "train_size_per_seed", list),
+            timings=self.optional(data, "timings", dict),
+            versions=self.optional(data, "versions", dict),
+            git_revision=self.optional(data, "git_revision", str),
+            created=self.optional(data, "created", str),
+        )
+
+    def protocol(self, protocol: dict[str, Any]) -> ProtocolPart:
+        keys = ("view_key", "corruption", "severity", "corruption_seed", "corruption_parameters")
+        corruption = None
+        if any(k in protocol for k in keys):
+            corruption = CorruptionPart(
+                view_key=self.optional(protocol, "view_key", str),
+                corruption=self.optional(protocol, "corruption", str),
+                severity=self.optional(protocol, "severity", int),
+                seed=self.optional(protocol, "corruption_seed", int),
+                parameters=self.optional(protocol, "corruption_parameters", dict),
+            )
+        fraction = self.optional(protocol, "fraction", (int, float))
+        shots = self.optional(protocol, "shots", int)
+        try:
+            Budget.of(fraction, shots)
+        except ValueError as exc:  # a fraction outside (0, 1], fewer than one shot
+            raise self.fail(f"protocol budget: {exc}") from None
+        return ProtocolPart(
+            id=self.required(protocol, "protocol.id", str),
+            probe=self.required(protocol, "protocol.probe", str),
+            probe_options=self.optional(protocol, "probe_options", dict),
+            budget=self.optional(protocol, "budget", str),
+            fraction=fraction,
+            shots=shots,
+            view=self.optional(protocol, "view", str) or CLEAN,
+            seeds=self.optional(protocol, "seeds", list),
+            image_store=self.optional(protocol, "image_store", list),
+            corruption=corruption,
+        )
+
+    def part(self, data: dict[str, Any], key: str) -> dict[str, Any]:
+        value = data.get(key)
+        if not isinstance(value, dict):
+            raise self.fail(f"'{key}' is missing or not an object")
+        return value
+
+    def required(self, data: dict[str, Any], dotted: str, kind: type | tuple[type, ...]) -> Any:
+        value = data.get(dotted.rsplit(".", 1)[-1])
+        if value is None:
+            raise self.fail(f"'{dotted}' is missing")
+        return self._checked(value, dotted, kind)
+
+    def optional(self, data: dict[str, Any] | None, key: str, kind: type | tuple[type, ...]):
+        value = (data or {}).get(key)
+        return None if value is None else self._checked(value, key, kind)
+
+    def _checked(self, value: Any, key: str, kind: type | tuple[type, ...]) -> Any:
+        # JSON has no int subtype of bool, Python does: `true` is not a score or a seed
+        if isinstance(value, bool) or not isinstance(value, kind):
+            names = (
+                kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+            )
+            raise self.fail(f"'{key}' should be {names}, not {json.dumps(value)[:40]}")
+        return value
+
+
+# -- files -------------------------------------------------------------------------------------
+
+
+def protocol_id(probe: str, budget: Budget, view: str = CLEAN) -> str:
     """`us-jepa-2026`, `linear@10%`, `knn@5-shot`, `linear/gaussian-noise-s3-seed0`: a record's
     protocol (probe, label budget unless all labels, view unless clean)."""
     out = probe if budget.is_full else f"{probe}@{budget.label}"
-    return out if view == "clean" else f"{out}/{view}"
+    return out if view == CLEAN else f"{out}/{view}"
 
 
 def record_path(results_root: Path, model: str, task: str, protocol: str) -> Path:
     return Path(results_root) / safe_name(model) / safe_name(task) / f"{safe_name(protocol)}.json"
 
 
-def write_record(results_root: Path, record: dict[str, Any]) -> Path:
-    path = record_path(
-        results_root, record["model"]["name"], record["task"]["name"], record["protocol"]["id"]
-    )
-    atomic.write_json(path, record)
+def write_record(results_root: Path, record: ResultRecord) -> Path:
+    path = record_path(results_root, record.model_name, record.task_name, record.protocol_id)
+    atomic.write_json(path, record.to_dict())
     return path
 
 
-def read_records(results_root: Path) -> list[dict[str, Any]]:
+def read_records(results_root: Path) -> list[ResultRecord]:
     """Every result record below `results_root` (other JSON files are skipped)."""
     root = Path(results_root)
     if not root.is_dir():
@@ -46,7 +409,7 @@ def read_records(results_root: Path) -> list[dict[str, Any]]:
         except (OSError, json.JSONDecodeError) as exc:
             raise UserError(f"cannot read result record {path}: {exc}") from None
         if isinstance(data, dict) and data.get("schema") == SCHEMA:
-            records.append(data)
+            records.append(ResultRecord.from_dict(data, str(path)))
     return records
 
 

@@ -19,6 +19,7 @@ from tabulate import tabulate
 
 from ultrabench_eval.core import atomic
 from ultrabench_eval.core.errors import UserError
+from ultrabench_eval.results.record import ResultRecord
 
 SCHEMA = "ultrabench-eval/baseline/1"
 DEFAULT_TOLERANCE = 1.0  # points of macro-F1 (x100)
@@ -29,26 +30,25 @@ def cell_key(cell: dict[str, Any]) -> tuple[str, str, str]:
     return (cell["model"], cell["task"], cell["protocol"])
 
 
-def cell_of(record: dict[str, Any]) -> dict[str, Any]:
+def cell_of(record: ResultRecord) -> dict[str, Any]:
     """The baseline's view of a result record."""
-    protocol = record["protocol"]
     return {
-        "model": record["model"]["name"],
-        "task": record["task"]["name"],
-        "protocol": protocol["id"],
-        "mean": record["scores"]["mean"],
-        "std": record["scores"]["std"],
-        "per_seed": record["scores"].get("per_seed"),
+        "model": record.model_name,
+        "task": record.task_name,
+        "protocol": record.protocol_id,
+        "mean": record.scores.mean,
+        "std": record.scores.std,
+        "per_seed": record.scores.per_seed,
         "setup": {
-            "seeds": len(protocol.get("seeds") or record["scores"].get("per_seed") or []),
-            "split_sizes": record["task"].get("split_sizes"),
-            "image_store": protocol.get("image_store"),
-            "probe_options": protocol.get("probe_options"),
+            "seeds": record.seed_count,
+            "split_sizes": record.task.split_sizes,
+            "image_store": record.protocol.image_store,
+            "probe_options": record.protocol.probe_options,
         },
     }
 
 
-def make_baseline(records: list[dict[str, Any]]) -> dict[str, Any]:
+def make_baseline(records: list[ResultRecord]) -> dict[str, Any]:
     cells = sorted((cell_of(r) for r in records), key=cell_key)
     return {
         "schema": SCHEMA,
@@ -57,7 +57,7 @@ def make_baseline(records: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def write_baseline(path: Path, records: list[dict[str, Any]]) -> dict[str, Any]:
+def write_baseline(path: Path, records: list[ResultRecord]) -> dict[str, Any]:
     """Rewrite the baseline from `records` atomically (a reader sees the old or the new one)."""
     if not records:
         raise UserError("no result records to make a baseline from: run `ubench bench` first")
@@ -107,7 +107,7 @@ class CellCheck:
 
 def check(
     baseline: dict[str, Any],
-    records: list[dict[str, Any]],
+    records: list[ResultRecord],
     *,
     tolerance: float | None = None,
     tolerance_std: float | None = None,

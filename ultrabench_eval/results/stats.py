@@ -1,5 +1,5 @@
 """Statistics on test macro-F1: bootstrap confidence intervals, paired comparisons between two
-models on the same test images, and aggregates across tasks.
+models on the same test images (from two result records), and aggregates across tasks.
 
 Both bootstraps resample test images (with replacement) and score every seed's predictions on
 each resample, so a score is the mean over seeds, as in the leaderboard. Resamples are drawn as
@@ -13,6 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ultrabench_eval.probes.metrics import weighted_macro_f1
+from ultrabench_eval.results.record import ResultRecord
+
 DRAWS = 1000
 LEVEL = 0.95
 
@@ -21,28 +24,6 @@ def resample_counts(n: int, draws: int, seed: int) -> np.ndarray:
     """How often each of `n` test images appears in each bootstrap draw: int [draws, n]."""
     rng = np.random.default_rng([seed, 0xB007])
     return rng.multinomial(n, np.full(n, 1.0 / n), size=draws)
-
-
-def weighted_macro_f1(
-    y_true: np.ndarray, y_pred: np.ndarray, counts: np.ndarray, n_classes: int
-) -> np.ndarray:
-    """Macro-F1 of predictions `y_pred` [S, N] on each weighted test set `counts` [B, N]:
-    float [B, S]. Classes absent from both truth and prediction of a draw do not count, as in
-    scikit-learn's macro average."""
-    y_true = np.asarray(y_true)
-    y_pred = np.atleast_2d(np.asarray(y_pred))
-    counts = np.asarray(counts, dtype=np.float64)
-    eye = np.eye(n_classes)
-    true_hot = eye[y_true]  # [N, K]
-    pred_hot = eye[y_pred]  # [S, N, K]
-    hit = pred_hot * true_hot[None]  # [S, N, K]
-    true_sum = counts @ true_hot  # [B, K]
-    pred_sum = np.einsum("bn,snk->bsk", counts, pred_hot)
-    tp = np.einsum("bn,snk->bsk", counts, hit)
-    denom = true_sum[:, None, :] + pred_sum
-    present = denom > 0
-    f1 = np.divide(2.0 * tp, denom, out=np.zeros_like(tp), where=present)
-    return f1.sum(axis=2) / np.maximum(present.sum(axis=2), 1)
 
 
 @dataclass(frozen=True)
@@ -128,3 +109,19 @@ def mean_rank(scores: dict[str, dict[str, float]]) -> dict[str, float]:
             tied = np.sum(values == value)
             ranks[model].append(better + (tied + 1) / 2.0)
     return {model: float(np.mean(r)) for model, r in ranks.items() if r}
+
+
+def paired_records(record: ResultRecord, reference: ResultRecord) -> PairedComparison | None:
+    """`paired_bootstrap` of two records' stored test predictions; None when either has none,
+    or when they were not scored on the same test images."""
+    if not record.has_predictions or not reference.has_predictions:
+        return None
+    a, b = record.test, reference.test
+    if a.ids_sha256 != b.ids_sha256 or a.labels != b.labels:
+        return None  # not the same test images: no paired test
+    return paired_bootstrap(
+        np.asarray(a.labels),
+        np.asarray(a.predictions_per_seed),
+        np.asarray(b.predictions_per_seed),
+        record.n_classes,
+    )

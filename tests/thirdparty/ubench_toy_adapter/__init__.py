@@ -12,10 +12,11 @@ from typing import Any
 
 import torch
 from torch import nn
-from ultrabench_eval.adapter import CheckpointAdapter, InputSpec, ModelInfo, count_parameters
-from ultrabench_eval.errors import UserError
-from ultrabench_eval.layouts import CheckpointLayout
-from ultrabench_eval.weights import strip_prefixes
+
+from ultrabench_eval.core.errors import UserError
+from ultrabench_eval.models.adapter import CheckpointAdapter, InputSpec, ModelInfo, count_parameters
+from ultrabench_eval.models.layouts import CheckpointLayout
+from ultrabench_eval.models.weights import strip_prefixes
 
 LAYOUT_FILE = Path(__file__).parent / "layouts" / "toy-convnet-official.json"
 WIDTH = 32

@@ -55,3 +55,37 @@ def test_one_percent_keeps_every_class_and_shots_nest():
         Budget(fraction=0.5, shots=3)
     with pytest.raises(ValueError):
         Budget(shots=0)
+
+
+def test_budget_labels_and_orders_in_one_place():
+    from ultrabench_eval.probes.fewshot import Budget
+
+    full, half, one, five = (
+        Budget(fraction=1.0),
+        Budget(fraction=0.5),
+        Budget(shots=1),
+        Budget(shots=5),
+    )
+    assert [b.label for b in (full, half, five)] == ["100%", "50%", "5-shot"]
+    assert [b.row_label for b in (full, half, five)] == ["100 %", "50 %", "5-shot"]
+    assert [b.description for b in (full, half, five)] == [
+        "all training labels",
+        "50 % of the training labels",
+        "5 training labels per class",
+    ]
+    assert [b.axis_value for b in (full, half, five)] == [100.0, 50.0, 5.0]
+    shuffled = [five, half, one, full]
+    # tables: all labels first, fractions down, then shots from many to few
+    assert sorted(shuffled, key=lambda b: b.largest_first) == [full, half, five, one]
+    # few-shot rows and curves: fractions up, then shots up
+    assert sorted(shuffled, key=lambda b: b.smallest_first) == [half, full, one, five]
+
+
+def test_the_budget_a_record_names():
+    from ultrabench_eval.probes.fewshot import Budget
+
+    assert Budget.of(0.1, None) == Budget(fraction=0.1)
+    assert Budget.of(None, 5) == Budget(shots=5)
+    assert Budget.of(None, None) == Budget(fraction=1.0)  # the first records: all labels
+    with pytest.raises(ValueError):
+        Budget.of(1.5, None)

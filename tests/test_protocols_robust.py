@@ -1,11 +1,12 @@
 """The robustness protocol: probe fitted once on clean features, records per corrupted view,
-summary scores, and `ubench robust`."""
+summary scores (`results.robustness`, rendered by `report.robustness`), and `ubench robust`."""
 
 import json
 
 import numpy as np
 import pytest
 from conftest import make_dataset
+from result_records import make_record
 
 from ultrabench_eval.cli.parser import main
 from ultrabench_eval.core.registry import TASKS
@@ -13,6 +14,9 @@ from ultrabench_eval.corruptions.base import frozen
 from ultrabench_eval.corruptions.intensity import ContrastDepletion
 from ultrabench_eval.protocols import bench, robust
 from ultrabench_eval.protocols.config import BenchConfig
+from ultrabench_eval.report import leaderboard
+from ultrabench_eval.report import robustness as robustness_table
+from ultrabench_eval.results import robustness
 from ultrabench_eval.results.record import read_records
 
 
@@ -53,7 +57,7 @@ SUITE = [("contrast", 1), ("contrast", 4), ("speckle+shadow", 2)]
 def test_a_record_per_view_with_the_clean_probe(toy):
     config = robust.RobustConfig(_bench(toy), SUITE, reference="pixels")
     records = robust.run(config, log=lambda _: None)
-    by_id = {r["protocol"]["id"]: r for r in records}
+    by_id = {r.protocol_id: r for r in records}
     assert list(by_id) == [
         "us-jepa-2026",
         "us-jepa-2026/contrast-s1",
@@ -61,22 +65,22 @@ def test_a_record_per_view_with_the_clean_probe(toy):
         "us-jepa-2026/speckle+shadow-s2",
     ]
     corrupted = by_id["us-jepa-2026/contrast-s4"]
-    protocol = corrupted["protocol"]
-    assert protocol["view"] == "contrast-s4" and protocol["corruption"] == "contrast"
-    assert protocol["severity"] == 4 and protocol["corruption_seed"] == 0
-    assert protocol["corruption_parameters"] == {"contrast": {"alpha": 0.35}}
-    assert protocol["view_key"].startswith("contrast-s4-seed0-")
-    assert len(corrupted["test"]["predictions_per_seed"]) == 2
-    assert len(corrupted["test"]["predictions_per_seed"][0]) == 10
+    assert corrupted.view == "contrast-s4" and corrupted.corruption == ("contrast", 4)
+    view = corrupted.protocol.corruption
+    assert view.seed == 0 and view.parameters == {"contrast": {"alpha": 0.35}}
+    assert view.view_key.startswith("contrast-s4-seed0-")
+    assert len(corrupted.test.predictions_per_seed) == 2
+    assert len(corrupted.test.predictions_per_seed[0]) == 10
     # one probe fit: the same validation answers, hyper-parameters and training size
     clean = by_id["us-jepa-2026"]
-    assert corrupted["scores"]["val_per_seed"] == clean["scores"]["val_per_seed"]
-    assert corrupted["hyperparameters"] == clean["hyperparameters"]
-    assert read_records(toy / "results") and len(read_records(toy / "results")) == 4
+    assert corrupted.scores.val_per_seed == clean.scores.val_per_seed
+    assert corrupted.hyperparameters_per_seed == clean.hyperparameters_per_seed
+    assert corrupted.train_size_per_seed == clean.train_size_per_seed
+    assert read_records(toy / "results") == records
     # the clean record is the bench's: the same scores and predictions
     bench_records = bench.run(_bench(toy, results_root=toy / "bench"), log=lambda _: None)
-    assert bench_records[0]["scores"]["per_seed"] == clean["scores"]["per_seed"]
-    assert bench_records[0]["inputs_sha256"] == clean["inputs_sha256"]
+    assert bench_records[0].scores.per_seed == clean.scores.per_seed
+    assert bench_records[0].inputs_sha256 == clean.inputs_sha256
 
 
 def test_second_run_reuses_and_a_changed_corruption_is_redone(toy, monkeypatch):
@@ -90,19 +94,11 @@ def test_second_run_reuses_and_a_changed_corruption_is_redone(toy, monkeypatch):
     records = robust.run(config, log=lines.append)
     # the probe refits, but the clean record's inputs are unchanged: it stays
     assert [line.rsplit("| ", 1)[1] for line in lines] == ["reused record", "written", "written"]
-    assert records[2]["protocol"]["corruption_parameters"] == {"contrast": {"alpha": 0.6}}
+    assert records[2].protocol.corruption.parameters == {"contrast": {"alpha": 0.6}}
 
 
 def _record(model, task, view, corruption, score):
-    protocol = {"id": "p" if view == "clean" else f"p/{view}", "view": view}
-    if corruption:
-        protocol["corruption"] = corruption
-    return {
-        "model": {"name": model},
-        "task": {"name": task},
-        "protocol": protocol,
-        "scores": {"mean": score},
-    }
+    return make_record(model, task, score, probe="p", view=view, corruption=corruption, severity=1)
 
 
 def test_summary_scores_by_hand():
@@ -116,7 +112,7 @@ def test_summary_scores_by_hand():
         _record("ref", "t", "blur-s2", "blur", 40.0),
         _record("ref", "t", "jpeg-s1", "jpeg", 75.0),
     ]
-    summaries = robust.summarise(records, reference="ref")
+    summaries = robustness.summarise(records, reference="ref")
     summary = summaries["t"]
     a = summary["a"]
     assert a.per_corruption == {"blur": 65.0, "jpeg": 50.0}
@@ -127,10 +123,51 @@ def test_summary_scores_by_hand():
     assert a.corruption_error["jpeg"] == pytest.approx(100 * 50 / 25)
     assert a.mce == pytest.approx(np.mean([100 * 70 / 110, 200.0]))
     assert summary["ref"].mce == pytest.approx(100.0)
-    no_ref = robust.summarise(records, reference=None)["t"]["a"]
+    no_ref = robustness.summarise(records, reference=None)["t"]["a"]
     assert no_ref.mce is None
-    table = robust.render(summaries, "ref", "test suite")
+    table = robustness_table.render(summaries, "ref", "test suite")
     assert "| model " in table and "| blur " in table and "| 25.0 % " in table
+
+
+def test_the_robust_table_and_the_leaderboard_agree():
+    """Both render one computation: on one task, the same per-corruption means, clean score,
+    mean corrupted score and relative drop."""
+    records = [
+        _record("a", "t", "clean", None, 80.0),
+        _record("a", "t", "blur-s1", "blur", 71.0),
+        _record("a", "t", "blur-s2", "blur", 60.5),
+        _record("a", "t", "jpeg-s1", "jpeg", 50.0),
+        _record("b", "t", "clean", None, 60.0),
+        _record("b", "t", "blur-s1", "blur", 50.0),
+        _record("b", "t", "jpeg-s1", "jpeg", 75.0),
+    ]
+    [table] = [t for t in leaderboard.build_tables(records) if t.name == "p robustness"]
+    board = {model: [c.value for c in cells] for model, cells in table.rows}
+    summaries = robustness.summarise(records, reference=None)["t"]
+    for model, s in summaries.items():
+        assert board[model] == [
+            s.per_corruption["blur"],
+            s.per_corruption["jpeg"],
+            s.clean,
+            s.mean_corrupted,
+            s.relative_drop,
+        ]
+    assert summaries["a"].mean_corrupted == pytest.approx((71.0 + 60.5 + 50.0) / 3)
+
+
+def test_a_corrupted_view_is_compared_with_the_clean_record_of_its_own_protocol():
+    records = [
+        _record("a", "t", "clean", None, 80.0),
+        make_record("a", "t", 10.0, probe="other"),  # another protocol's clean record
+        _record("a", "t", "blur-s1", "blur", 60.0),
+        make_record("a", "t", 5.0, probe="other", view="blur-s1", corruption="blur", severity=1),
+    ]
+    assert robustness.summarise(records[:3], reference=None)["t"]["a"].clean == 80.0
+    by_protocol = {
+        t.name: [c.value for c in t.rows[0][1]] for t in leaderboard.build_tables(records)
+    }
+    assert by_protocol["p robustness"][1:3] == [80.0, 60.0]
+    assert by_protocol["other robustness"][1:3] == [10.0, 5.0]
 
 
 def _cli(capsys, *argv):
@@ -172,7 +209,7 @@ def test_command_prints_a_table_per_task_and_writes_records(toy, capsys):
     written = json.loads(
         (toy / "res" / "pixels" / "toy" / "us-jepa-2026_contrast-s2.json").read_text()
     )
-    assert written["protocol"]["severity"] == 2
+    assert written["protocol"]["severity"] == 2  # the file itself, as other tools read it
 
 
 @pytest.mark.parametrize(

@@ -59,10 +59,7 @@ def test_one_local_job_per_model_gives_the_same_records(toy_task, capsys):
     from ultrabench_eval.results.record import read_records
 
     def scores(folder):
-        return {
-            (r["model"]["name"], r["task"]["name"]): r["scores"]["per_seed"]
-            for r in read_records(folder)
-        }
+        return {(r.model_name, r.task_name): r.scores.per_seed for r in read_records(folder)}
 
     assert scores(tmp / "swept") == scores(tmp / "direct")
     assert len(list((tmp / "logs").glob("*_result.pkl"))) == 2

@@ -29,16 +29,43 @@ def test_read_card(tmp_path):
         ("name: x\nclasses: [a, b]\n", "missing required field.*dataset"),
         ("name: x\ndataset: y\nclasses: [a, b]\ncolour: red\n", "unknown field.*colour"),
         ("name: x\ndataset: y\nclasses: [a]\n", "at least two class names"),
-        ("name: x\ndataset: y\nclasses: [a, b]\nsplit_sizes: {val: 3}\n", "unknown split"),
+        (
+            "name: x\ndataset: y\nclasses: [a, b]\nsplit_sizes: {val: 3}\n",
+            "split_sizes has unknown key .val.",
+        ),
         ("- just\n- a list\n", "must be a YAML mapping"),
-        ("name: [unclosed\n", "cannot read task card"),
+        ("name: [unclosed\n", "cannot read task card .*: expected .* at line 2, column 1"),
+        ("name: x\ndataset: y\nclasses: [a, b]\nsplit_sizes: {train: x}\n", "split_sizes.train"),
+        ("name: x\ndataset: y\nclasses: 3\n", "classes must be a list, got 3"),
+        ("dataset: y\nclasses: [a, b]\n", r"missing required field\(s\) name \(the task's"),
+        ("name: x\ndataset: y\nclasses: [a, b]\ngenerator: gan\n", "generator must be 'synth'"),
+        ("name: x\ndataset: y\nclasses: [no, yes]\n", r"classes\[0\] must be text \(quote it\)"),
+        ("name: x\ndataset: y\nclasses: [a, b]\npath: /x\n", r"unknown field\(s\) path"),
     ],
 )
 def test_bad_cards_name_the_file_and_the_problem(tmp_path, text, message):
     path = tmp_path / "bad.yaml"
     path.write_text(text)
-    with pytest.raises(UserError, match=message):
+    with pytest.raises(UserError, match=message) as caught:
         read_card(path)
+    assert str(caught.value).startswith(f"{path}: ") or "cannot read" in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_numbers_are_read_as_text_and_blank_keys_as_left_out(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("name: x\ndataset: y\nclasses: [0, 1]\norgan:\nlicense: 2.0\n")
+    card = read_card(path)
+    assert card.classes == ("0", "1") and card.organ == "" and card.license == "2.0"
+
+
+def test_every_shipped_card_loads():
+    from ultrabench_eval.core.config import PACKAGE_DIR
+
+    paths = sorted((PACKAGE_DIR.parent / "tasks").glob("*.yaml"))
+    assert len(paths) >= 10
+    for path in paths:
+        assert read_card(path).name == path.stem
 
 
 def test_extra_card_folder_from_the_environment(tmp_path, monkeypatch):

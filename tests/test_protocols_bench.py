@@ -1,13 +1,16 @@
 """The slice end to end: generated suite -> store -> features -> probe -> records."""
 
+import json
+
 import numpy as np
 import pytest
 
 from ultrabench_eval.core.errors import UserError
 from ultrabench_eval.data.synth import generate_missing_synth, write_suite
+from ultrabench_eval.probes.fewshot import Budget
 from ultrabench_eval.protocols import bench
 from ultrabench_eval.protocols.config import BenchConfig
-from ultrabench_eval.results.record import read_records
+from ultrabench_eval.results.record import ResultRecord, read_records
 
 SYNTH = ["synth-lesion", "synth-texture", "synth-view"]
 
@@ -37,10 +40,7 @@ def _config(tmp_path, data, **overrides):
 
 
 def _scores(records):
-    return {
-        (r["model"]["name"], r["task"]["name"], r["protocol"]["id"]): r["scores"]["per_seed"]
-        for r in records
-    }
+    return {(r.model_name, r.task_name, r.protocol_id): r.scores.per_seed for r in records}
 
 
 def test_records_for_every_model_task_and_fraction(small_suite, tmp_path):
@@ -48,23 +48,34 @@ def test_records_for_every_model_task_and_fraction(small_suite, tmp_path):
     assert len(records) == 2 * 3 * 2
     on_disk = read_records(tmp_path / "results")
     assert _scores(on_disk) == _scores(records)
-    record = next(r for r in records if r["protocol"]["id"] == "linear@50%")
-    assert len(record["scores"]["per_seed"]) == 3
-    assert record["train_size_per_seed"][0] < record["task"]["split_sizes"]["train"]
-    assert record["model"]["fingerprint"] and record["versions"]["torch"]
-    assert (
-        record["hyperparameters"]["per_seed"][0]["C"]
-        in record["hyperparameters"]["per_seed"][0]["C_grid"]
-    )
-    scores = np.array(record["scores"]["per_seed"])
-    assert record["scores"]["mean"] == pytest.approx(scores.mean())
-    assert record["scores"]["std"] == pytest.approx(scores.std(ddof=1))
+    record = next(r for r in records if r.protocol_id == "linear@50%")
+    assert record.budget == Budget(fraction=0.5) and record.protocol.budget == "50%"
+    assert len(record.scores.per_seed) == 3
+    assert record.train_size_per_seed[0] < record.task.split_sizes["train"]
+    assert record.model.fingerprint and record.versions["torch"]
+    params = record.hyperparameters_per_seed[0]
+    assert params["C"] in params["C_grid"]
+    scores = np.array(record.scores.per_seed)
+    assert record.scores.mean == pytest.approx(scores.mean())
+    assert record.scores.std == pytest.approx(scores.std(ddof=1))
+
+
+def test_a_record_file_is_the_typed_record_json(small_suite, tmp_path):
+    config = _config(tmp_path, small_suite, models=["pixels"], tasks=["synth-view"], seeds=2)
+    [full, half] = bench.run(config, log=lambda _: None)
+    for record in (full, half):
+        path = tmp_path / "results" / "pixels" / "synth-view" / f"{record.protocol_id}.json"
+        path = path.with_name(path.name.replace("@", "_").replace("%", "_"))
+        data = json.loads(path.read_text())
+        assert ResultRecord.from_file(path).to_dict() == data
+        assert ResultRecord.from_file(path) == record
+        assert path.read_text() == json.dumps(data, indent=2) + "\n"
 
 
 def test_second_run_reuses_records_or_cached_features(small_suite, tmp_path):
     logs = []
     first = bench.run(_config(tmp_path, small_suite), log=logs.append)
-    assert not any(r["timings"]["features_cached"] for r in first)
+    assert not any(r.timings["features_cached"] for r in first)
     assert all(line.endswith("extracted") for line in logs)
     stamps = sorted(p.stat().st_mtime_ns for p in (tmp_path / "results").rglob("*.json"))
 
@@ -77,12 +88,11 @@ def test_second_run_reuses_records_or_cached_features(small_suite, tmp_path):
     logs.clear()
     refit = bench.run(_config(tmp_path, small_suite, overwrite=True), log=logs.append)
     assert all(line.endswith("cached features") for line in logs)
-    assert all(r["timings"]["features_cached"] for r in refit)
+    assert all(r.timings["features_cached"] for r in refit)
     assert _scores(refit) == _scores(first)
 
 
 def test_changed_labels_invalidate_the_record(small_suite, tmp_path):
-    import json
     import shutil
 
     data = tmp_path / "data"
@@ -98,7 +108,7 @@ def test_changed_labels_invalidate_the_record(small_suite, tmp_path):
     logs = []
     second = bench.run(config, log=logs.append)
     assert logs[0].endswith("cached features")  # same images, new labels: refit, no forward
-    assert second[0]["inputs_sha256"] != first[0]["inputs_sha256"]
+    assert second[0].inputs_sha256 != first[0].inputs_sha256
 
 
 def test_batch_size_does_not_change_results(small_suite, tmp_path):
@@ -126,16 +136,13 @@ def test_torch_probe_matches_scikit_learn_on_generated_features(small_suite, tmp
             probe_options={"backend": backend},
             results_root=tmp_path / backend,
         )
-        return {(r["model"]["name"], r["task"]["name"]): r for r in bench.run(config, log=print)}
+        return {(r.model_name, r.task_name): r for r in bench.run(config, log=print)}
 
     ours, reference = run("torch"), run("sklearn")
     for key, record in ours.items():
         ref = reference[key]
-        assert (
-            record["hyperparameters"]["per_seed"][0]["C"]
-            == ref["hyperparameters"]["per_seed"][0]["C"]
-        ), key
-        assert abs(record["scores"]["mean"] - ref["scores"]["mean"]) < 0.5, key
+        assert record.hyperparameters_per_seed[0]["C"] == ref.hyperparameters_per_seed[0]["C"], key
+        assert abs(record.scores.mean - ref.scores.mean) < 0.5, key
 
 
 def test_pixels_do_not_solve_every_generated_task(tmp_path):
@@ -143,7 +150,7 @@ def test_pixels_do_not_solve_every_generated_task(tmp_path):
     data = tmp_path / "data"
     write_suite(data, seed=0, workers=2)
     config = _config(tmp_path, data, models=["pixels"], seeds=1, fractions=(1.0,), image_size=128)
-    means = {r["task"]["name"]: r["scores"]["mean"] for r in bench.run(config, log=lambda _: None)}
+    means = {r.task_name: r.scores.mean for r in bench.run(config, log=lambda _: None)}
     chance = {"synth-lesion": 100 / 3, "synth-texture": 100 / 3, "synth-view": 25.0}
     assert all(means[t] > chance[t] + 5 for t in SYNTH), means
     assert min(means.values()) < 90, means
@@ -175,3 +182,22 @@ def test_bad_configuration_is_a_user_error_and_writes_nothing(
 def test_missing_generated_tasks_are_written_on_demand(tmp_path):
     generate_missing_synth(["synth-view"], tmp_path, log=lambda _: None)
     assert (tmp_path / "synth_view_v1" / "train.json").is_file()
+
+
+def test_fit_plan_shares_equal_fits():
+    labels = np.repeat([0, 1, 2], 10)
+    budgets = [Budget(fraction=1.0), Budget(fraction=0.5), Budget(shots=2)]
+    seedless = bench.plan_fits(budgets, 3, labels, 3, uses_seed=False)
+    # every seed at 100 % is one fit; the subsampled budgets differ by seed
+    assert seedless.cells[0] == [0, 0, 0]
+    assert len(set(seedless.cells[1])) == 3 and len(set(seedless.cells[2])) == 3
+    assert len(seedless.subsets) == 7 and seedless.seeds == [0, 0, 1, 2, 0, 1, 2]
+    assert [len(seedless.subsets[i]) for i in seedless.cells[2]] == [6, 6, 6]
+    seeded = bench.plan_fits(budgets, 3, labels, 3, uses_seed=True)
+    assert seeded.cells[0] == [0, 1, 2] and len(seeded.subsets) == 9
+    per_seed = seedless.per_seed(1, [f"fit{i}" for i in range(7)])
+    assert [(s.seed, s.train_size, s.result) for s in per_seed] == [
+        (0, 15, "fit1"),
+        (1, 15, "fit2"),
+        (2, 15, "fit3"),
+    ]

@@ -121,6 +121,19 @@ def test_report_is_one_well_formed_self_contained_page(tmp_path):
     assert "pixels-fp" in page and "1 of 80 published cells run" in page
 
 
+def test_user_strings_are_escaped_everywhere(tmp_path):
+    """Names come from records and folders: never markup, in text and in attributes alike."""
+    records = [*_records(), make_record("<script>x</script>&'\"", "synth-view", 33.0, 1.0)]
+    page = report.build(records, tmp_path / "<b>runs</b>")
+    checker = PageChecker()
+    checker.feed(page)
+    checker.close()
+    assert checker.errors == [] and checker.stack == [] and checker.scripts == 0
+    assert "<script>" not in page and "<b>runs" not in page
+    assert "&lt;script&gt;x&lt;/script&gt;&amp;" in page  # in the tables
+    assert f"<code>{tmp_path}/&lt;b&gt;runs&lt;/b&gt;</code>" in page
+
+
 def test_page_checker_catches_a_broken_page():
     checker = PageChecker()
     checker.feed("<html><body><table><tr><td>x</tr></table></body></html>")

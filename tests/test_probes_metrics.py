@@ -7,7 +7,12 @@ import pytest
 from sklearn.metrics import confusion_matrix as sk_confusion_matrix
 from sklearn.metrics import f1_score
 
-from ultrabench_eval.probes.metrics import confusion_matrix, macro_f1, macro_f1_batched
+from ultrabench_eval.probes.metrics import (
+    confusion_matrix,
+    macro_f1,
+    macro_f1_batched,
+    weighted_macro_f1,
+)
 
 
 def sk_macro_f1(t: np.ndarray, p: np.ndarray) -> float:
@@ -108,3 +113,26 @@ def test_confusion_matrix_matches_sklearn() -> None:
         assert np.array_equal(cm, sk_confusion_matrix(t, p, labels=list(range(k))))
     with pytest.raises(ValueError):
         confusion_matrix([0, 3], [0, 1], 3)
+
+
+def test_weighted_equals_macro_f1_of_the_repeated_samples() -> None:
+    rng = np.random.default_rng(3)
+    for _ in range(30):
+        k = int(rng.integers(2, 6))
+        n = int(rng.integers(1, 40))
+        t, p = rng.integers(0, k, n), rng.integers(0, k, (3, n))
+        counts = rng.integers(0, 3, (4, n))
+        counts[:, 0] += 1  # no empty draw
+        got = weighted_macro_f1(t, p, counts, k)
+        assert got.shape == (4, 3)
+        for b in range(4):
+            drawn = np.repeat(np.arange(n), counts[b])
+            for s in range(3):
+                assert got[b, s] == pytest.approx(macro_f1(t[drawn], p[s][drawn]), abs=1e-12)
+
+
+def test_weighted_with_unit_weights_is_the_plain_score() -> None:
+    t = np.array([0, 1, 2, 2, 1])
+    p = np.array([[0, 2, 2, 2, 1], [1, 1, 1, 1, 1]])
+    got = weighted_macro_f1(t, p, np.ones((1, 5)), n_classes=4)  # class 3 never occurs
+    np.testing.assert_allclose(got[0], macro_f1_batched(t, p), rtol=0, atol=1e-15)

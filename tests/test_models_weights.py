@@ -53,3 +53,32 @@ def test_hashes_are_stable(tmp_path):
     path = tmp_path / "f.bin"
     path.write_bytes(b"abc")
     assert file_sha256(path) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+
+
+def test_read_checkpoint_maps_zip_files_and_reads_legacy_files_whole(tmp_path, monkeypatch):
+    state = {"w": torch.arange(6.0).reshape(2, 3), "nested": {"b": torch.ones(2)}}
+    modern, legacy = tmp_path / "modern.pth", tmp_path / "legacy.pth"
+    torch.save(state, modern)
+    torch.save(state, legacy, _use_new_zipfile_serialization=False)
+    asked = []
+    real_load = torch.load
+
+    def spy(path, **kwargs):
+        asked.append((path.name, kwargs.get("mmap", False)))
+        return real_load(path, **kwargs)
+
+    monkeypatch.setattr(torch, "load", spy)
+    for path in (modern, legacy):
+        loaded = read_checkpoint(path)
+        torch.testing.assert_close(loaded["w"], state["w"])
+        torch.testing.assert_close(loaded["nested"]["b"], state["nested"]["b"])
+    # mapped where the format allows; the legacy format is read again without the map
+    assert asked == [("modern.pth", True), ("legacy.pth", True), ("legacy.pth", False)]
+
+
+def test_read_checkpoint_reads_safetensors(tmp_path):
+    from safetensors.torch import save_file
+
+    path = tmp_path / "model.safetensors"
+    save_file({"w": torch.ones(2, 2)}, str(path))
+    torch.testing.assert_close(read_checkpoint(path)["w"], torch.ones(2, 2))

@@ -9,7 +9,7 @@ import pytest
 from result_records import make_record, write_records
 
 from ultrabench_eval.cli.parser import main
-from ultrabench_eval.report import leaderboard
+from ultrabench_eval.report import renderers
 from ultrabench_eval.report.leaderboard import build_tables, render, render_markdown
 
 
@@ -230,7 +230,7 @@ def _expected_frame(table):
     for model, cells in table.rows:
         row = [model]
         for cell in cells:
-            text = leaderboard.cell_text(cell)
+            text = renderers.cell_text(cell)
             text = f"**{text}**" if cell.best else text
             row.append(f"{text} †" if cell.not_worse else text)
         rows.append(row)
@@ -291,7 +291,7 @@ def test_csv_has_one_line_per_cell():
     assert len(frame) == sum(len(t.rows) * len(t.columns) for t in tables)
     linear = frame[(frame.table == "linear") & (frame.column == "fatty_liver")]
     by_model = linear.set_index("model")
-    assert by_model.loc["us_jepa & co", "value"] == pytest.approx(records[0]["scores"]["mean"])
+    assert by_model.loc["us_jepa & co", "value"] == pytest.approx(records[0].scores.mean)
     assert bool(by_model.loc["us_jepa & co", "best"])
     assert bool(by_model.loc["pixels", "not_significantly_worse"])
 

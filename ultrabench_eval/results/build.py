@@ -1,0 +1,127 @@
+"""Where every result record is made: from one model x task x protocol's per-seed probe results.
+The bench writes its clean label budgets with it, the robustness protocol each corrupted view
+(the view is an argument, nothing is patched afterwards)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from datetime import datetime, timezone
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from ultrabench_eval.corruptions.views import View
+from ultrabench_eval.data.dataset import Dataset
+from ultrabench_eval.features.extract import versions
+from ultrabench_eval.features.feature_cache import ids_hash
+from ultrabench_eval.models.adapter import Adapter
+from ultrabench_eval.probes.base import ProbeResult
+from ultrabench_eval.probes.fewshot import Budget
+from ultrabench_eval.results import stats
+from ultrabench_eval.results.record import (
+    SCHEMA,
+    CorruptionPart,
+    ModelPart,
+    ProtocolPart,
+    ResultRecord,
+    Scores,
+    TaskPart,
+    TestPart,
+    git_revision,
+    protocol_id,
+)
+
+
+class SeedResult(NamedTuple):
+    seed: int
+    train_size: int
+    result: ProbeResult
+
+
+def build_record(
+    adapter: Adapter,
+    dataset: Dataset,
+    pooling: str,
+    probe: str,
+    probe_options: dict[str, Any],
+    budget: Budget,
+    per_seed: list[SeedResult],
+    *,
+    image_store: list[Any],
+    timings: dict[str, Any],
+    inputs_sha256: str,
+    view: View | None = None,
+) -> ResultRecord:
+    """The record of one model x task x label budget (x corrupted view, when `view` is given),
+    as its file reads back (JSON types: lists, plain strings and numbers)."""
+    card = dataset.card
+    test = dataset.splits["test"]
+    scores = np.array([s.result.test_macro_f1 for s in per_seed], dtype=np.float64)
+    predictions = np.stack([s.result.test_pred for s in per_seed])
+    interval = stats.bootstrap_ci(test.labels, predictions, card.num_classes, seed=0)
+    record = ResultRecord(
+        schema=SCHEMA,
+        inputs_sha256=inputs_sha256,
+        model=ModelPart(
+            name=adapter.name,
+            fingerprint=adapter.fingerprint(),
+            weights=adapter.weights_id(),
+            pooling=pooling,
+            input_spec=adapter.input_spec.as_dict(),
+            info=asdict(adapter.info),
+        ),
+        task=TaskPart(
+            name=card.name,
+            dataset=card.dataset,
+            classes=list(card.classes),
+            split_sizes={name: len(split) for name, split in dataset.splits.items()},
+        ),
+        protocol=ProtocolPart(
+            id=protocol_id(probe, budget, view.label if view else "clean"),
+            probe=probe,
+            probe_options=probe_options,
+            budget=budget.label,
+            fraction=budget.fraction,
+            shots=budget.shots,
+            view=view.label if view else "clean",
+            seeds=[s.seed for s in per_seed],
+            image_store=image_store,
+            corruption=None if view is None else _corruption(view),
+        ),
+        scores=Scores(
+            metric="macro_f1",
+            per_seed=[round(float(s), 6) for s in scores],
+            mean=float(scores.mean()),
+            # sample standard deviation over seeds (ddof=1); 0 for one seed
+            std=float(scores.std(ddof=1)) if len(scores) > 1 else 0.0,
+            val_per_seed=[round(float(s.result.val_macro_f1), 6) for s in per_seed],
+            # bootstrap over test images of the seed-mean score (ultrabench_eval.results.stats)
+            ci95=[round(interval.low, 4), round(interval.high, 4)],
+            bootstrap_draws=interval.draws,
+        ),
+        test=TestPart(
+            ids_sha256=ids_hash(test.ids),
+            labels=test.labels.tolist(),
+            predictions_per_seed=predictions.tolist(),
+        ),
+        hyperparameters_per_seed=[s.result.params for s in per_seed],
+        train_size_per_seed=[s.train_size for s in per_seed],
+        timings=timings,
+        versions=versions(),
+        git_revision=git_revision(),
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+    # probe settings and versions come as tuples and str subclasses: normalised once here, so
+    # the record a run returns equals the one read from its file
+    return ResultRecord.from_dict(json.loads(json.dumps(record.to_dict())))
+
+
+def _corruption(view: View) -> CorruptionPart:
+    return CorruptionPart(
+        view_key=view.name,
+        corruption=view.corruption,
+        severity=view.severity,
+        seed=view.seed,
+        parameters=view.parameters(),
+    )
