@@ -88,6 +88,20 @@ HF_RULES: list[Rule] = [
     (r"norm\.(weight|bias)", r"norm.\1"),
 ]
 HF_DROPPED = ("embeddings.mask_token", r"layer\.\d+\.attention\.[qv]_proj\.bias")
+# transformers 5 nests the blocks (DINOv3ViTModel.model = DINOv3ViTEncoder, its `.layer`): a file
+# it saves names them `model.layer.N.*` (its conversion_mapping: "layer." -> "model.layer.");
+# embeddings.* and norm.* stay where transformers 4.56 had them.
+HF5_BLOCKS = "model.layer."
+
+
+def from_transformers5(checkpoint: Mapping[str, Any]) -> dict:
+    """transformers 5 key names -> the transformers 4.56 names HF_RULES read."""
+    return {
+        k.removeprefix("model.") if k.startswith(HF5_BLOCKS) else k: v
+        for k, v in checkpoint.items()
+    }
+
+
 _OFFICIAL_BIAS = re.compile(r"(blocks\.\d+\.attn\.qkv)\.bias")
 _HF_BIAS = re.compile(r"layer\.\d+\.attention\.[qv]_proj\.bias")
 
@@ -125,8 +139,8 @@ def check_hf_qkv_bias(state: Mapping[str, Any], source: str) -> None:
 
 def dinov3_state(checkpoint: Mapping[str, Any], source: str) -> tuple[dict, torch.Tensor | None]:
     """The official `dinov3_*_pretrain_lvd1689m-*.pth`, timm's hub `model.safetensors` or the
-    Hugging Face transformers `model.safetensors` -> (timm Eva state dict, the file's RoPE
-    periods or None)."""
+    Hugging Face transformers `model.safetensors` (as transformers 4.56 or 5 saves it) -> (timm
+    Eva state dict, the file's RoPE periods or None)."""
     if not checkpoint or not all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
         raise UserError(
             f"{source}: expected a flat DINOv3 state dict (official .pth, timm's or transformers' "
@@ -137,6 +151,7 @@ def dinov3_state(checkpoint: Mapping[str, Any], source: str) -> tuple[dict, torc
         state = rename_keys(checkpoint, OFFICIAL_RULES, OFFICIAL_DROPPED, "DINOv3", source)
         return state, checkpoint.get("rope_embed.periods")
     if "embeddings.cls_token" in checkpoint:
+        checkpoint = from_transformers5(checkpoint)
         check_hf_qkv_bias(checkpoint, source)
         state = rename_keys(checkpoint, HF_RULES, HF_DROPPED, "transformers DINOv3", source)
         return fuse_qkv(state, source), None
@@ -198,8 +213,9 @@ class DinoV3Adapter(CheckpointAdapter):
             "transform for LVD-1689M weights; the grayscale frame is resized whole). Default "
             "pooling cls+mean = [CLS, mean of patch tokens], as dinov3/eval/linear.py builds its "
             "linear input (last block, avgpool); storage tokens are never in the mean. The "
-            "transformers layout was written from transformers 4.56's DINOv3ViTModel, not "
-            "checked against the gated hub file.",
+            "transformers layout was written from transformers 4.56's DINOv3ViTModel (blocks "
+            "`layer.N.*`) and 5.x's (blocks `model.layer.N.*`), not checked against the gated "
+            "hub file.",
         )
 
     @property

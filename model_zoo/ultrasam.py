@@ -17,6 +17,7 @@ from ultrabench_eval.core.errors import UserError
 from ultrabench_eval.core.registry import register_model
 from ultrabench_eval.models.adapter import ModelInfo, count_parameters
 from ultrabench_eval.models.downloads import download_url
+from ultrabench_eval.models.weights import MMENGINE_RUNNER_STATE
 
 ULTRASAM_URL = "https://s3.unistra.fr/camma_public/github/ultrasam/UltraSam.pth"
 
@@ -27,6 +28,9 @@ class UltraSam(SamViTBAdapter):
     before the neck (768-d), as UltraSam's own classification configs read the backbone."""
 
     layouts = ("ultrasam-mmdet",)
+    # a full Runner checkpoint (message_hub, optimizer, param_schedulers) is read too: mmengine's
+    # objects become inert placeholders and the entries holding them are dropped, no code runs
+    inert_globals = MMENGINE_RUNNER_STATE
     poolings = (PRENECK_MEAN, NECK_MEAN)  # type: ignore[assignment]
 
     def __init__(self, name: str = "ultrasam") -> None:
@@ -57,9 +61,9 @@ class UltraSam(SamViTBAdapter):
                 "paper used is unverified: its text cites meyer_ultrasam_2025 (this model) but "
                 "its bibliography holds Jiang et al.'s UltraSAM (ESWA 2026). The released file "
                 "was not downloadable where this adapter was written: its key layout is derived "
-                "from the repository's configs and conversion scripts. If the file also holds "
-                "mmengine's message_hub (custom classes), the weights-only reader refuses it: "
-                "re-save {'state_dict': ...} and pass that with --weights."
+                "from the repository's configs and conversion scripts. A full mmengine Runner "
+                "checkpoint (message_hub with mmengine objects, optimizer, schedulers) is read "
+                "without building those objects: only the tensors of 'state_dict' are used."
             ),
             extra={"url": ULTRASAM_URL, "input_px": 1024},
         )

@@ -80,3 +80,29 @@ def test_missing_extra_folder_is_an_error(tmp_path, monkeypatch):
     monkeypatch.setenv("UBENCH_TASKS", str(tmp_path / "nope"))
     with pytest.raises(UserError, match="does not exist"):
         register_cards(Registry("task", "ubench tasks"))
+
+
+# card values that were accepted and ignored, or tracebacks.
+_GOOD = "name: x\ndataset: y\nclasses: [a, b]\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (_GOOD + "metric: accuracy_top5_bogus\n", "metric must be 'macro_f1'"),
+        (_GOOD + "metric: [macro_f1]\n", "metric must be 'macro_f1'"),
+        ("name: x\ndataset: y\nclasses: [a, b, a]\n", r"classes names 'a' more than once"),
+        ("name: 123\ndataset: y\nclasses: [a, b]\n", r"name must be text \(quote it\), got 123"),
+        ("name: x\ndataset: 1.10\nclasses: [a, b]\n", r"dataset must be text .*got 1.1"),
+        (_GOOD + "split_sizes: [1, 2]\n", "split_sizes must be a mapping"),
+        (_GOOD + "split_sizes: {train: many}\n", r"split_sizes.train must be a whole number"),
+        (_GOOD + "organ: [liver\n", r"at line \d+, column \d+ \(fix the YAML syntax\)"),
+        (_GOOD + "organ: !!python/object/apply:os.system [x]\n", r"python/object.* at line 4,"),
+    ],
+)
+def test_card_values_that_cannot_be_honoured_are_one_line(tmp_path, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(UserError, match=message) as caught:
+        read_card(path)
+    assert str(path) in str(caught.value) and "\n" not in str(caught.value)

@@ -10,6 +10,7 @@ import pytest
 from tests.hostile_cases import ALL_CASES
 from tests.hostile_cases.common import Case, Workspace
 from ultrabench_eval.cli import main
+from ultrabench_eval.core.registry import TASKS
 
 HALF_WRITTEN = ("*.tmp*", "*.part", ".tmp-*", "*.partial.*")
 
@@ -28,6 +29,9 @@ def test_hostile_case_is_one_line_and_exit_2(case: Case, tmp_path, monkeypatch, 
         ("UBENCH_TASKS", ws.cards),
     ):
         monkeypatch.setenv(name, str(folder))
+    # the task registry reads the card folders once per process: make it read this case's
+    monkeypatch.setattr(TASKS, "_entries", {})
+    monkeypatch.setattr(TASKS, "_populated", False)
     ws.cards.mkdir(parents=True, exist_ok=True)
     argv = case.prepare(ws)
     for name, value in case.env.items():

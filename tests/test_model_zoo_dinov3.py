@@ -82,6 +82,13 @@ def _to_hf(timm_state: dict) -> dict:
     return out
 
 
+def _to_hf5(hf_state: dict) -> dict:
+    """transformers 5.x names: DINOv3ViTModel nests its blocks (`self.model =
+    DINOv3ViTEncoder(config)`, its `.layer`), so a file it saves holds `model.layer.N.*`;
+    embeddings.* and norm.* are unchanged (transformers 5.25 modeling_dinov3_vit.py)."""
+    return {f"model.{k}" if k.startswith("layer.") else k: v for k, v in hf_state.items()}
+
+
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     folder = tmp_path_factory.mktemp("dinov3")
@@ -92,9 +99,11 @@ def files(tmp_path_factory):
         "official": folder / VARIANTS[NAME].official_file,
         "timm": folder / "timm" / "model.safetensors",
         "hf": folder / "hf" / "model.safetensors",
+        "hf5": folder / "hf5" / "model.safetensors",
     }
     torch.save(state, paths["official"])
-    for kind, tensors in (("timm", timm_state), ("hf", _to_hf(timm_state))):
+    hf = _to_hf(timm_state)
+    for kind, tensors in (("timm", timm_state), ("hf", hf), ("hf5", _to_hf5(hf))):
         paths[kind].parent.mkdir()
         save_file(tensors, str(paths[kind]))
     return state, stock, paths
@@ -183,3 +192,18 @@ def test_no_network_is_a_user_error(monkeypatch):
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", refuse)
     with pytest.raises(UserError, match="--weights FILE"):
         make_adapter(NAME).reduced(DEPTH).load()
+
+
+def test_transformers5_names_map_onto_the_same_state(files):
+    """a file re-saved by transformers 5.x (`model.layer.*`) is the same model
+    as its transformers 4.56 copy, and its q/v bias is checked the same way."""
+    _, stock, _ = files
+    hf = _to_hf(dict(stock.state_dict()))
+    want, _ = dinov3_state(hf, "hf.safetensors")
+    got, _ = dinov3_state(_to_hf5(hf), "hf5.safetensors")
+    assert got.keys() == want.keys()
+    for key in want:
+        torch.testing.assert_close(got[key], want[key], rtol=0, atol=0)
+    biased = _to_hf5({**hf, "layer.0.attention.q_proj.bias": torch.ones(384)})
+    with pytest.raises(UserError, match="model.layer.0.attention.q_proj.bias|not zero"):
+        dinov3_state(biased, "hf5.safetensors")

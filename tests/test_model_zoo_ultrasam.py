@@ -106,3 +106,42 @@ def test_download_is_cached_and_failures_are_clear(tmp_path, monkeypatch):
     assert calls == [ULTRASAM_URL]
     assert adapter.weights_id().startswith(f"url:{ULTRASAM_URL}:sha256=")
     assert adapter.embed(_images())[PRENECK_MEAN].shape == (2, 768)
+
+
+def _ultrasam_state(seed):
+    return _sam_to_mmdet_backbone(_official_encoder(seed))
+
+
+@pytest.mark.parametrize("keep_modules", [False, True])
+def test_a_full_mmengine_runner_checkpoint_loads_without_running_its_code(tmp_path, keep_modules):
+    """message_hub (HistoryBuffer, numpy), optimizer and schedulers beside the
+    weights, as Runner.save_checkpoint writes them; with the stand-in classes importable or not,
+    nothing of them is built."""
+    from tests import mmengine_checkpoint
+
+    plain, runner = tmp_path / "plain.pth", tmp_path / "UltraSam.pth"
+    torch.save({"state_dict": _ultrasam_state(3), "meta": {"iter": 1}}, plain)
+    mmengine_checkpoint.RAN_ON_LOAD.clear()
+    try:
+        mmengine_checkpoint.save_runner_checkpoint(runner, _ultrasam_state(3), keep_modules)
+        images = _images()
+        want = UltraSam().reduced(2).load(str(plain)).embed(images)
+        got = UltraSam().reduced(2).load(str(runner)).embed(images)
+    finally:
+        mmengine_checkpoint.remove_stand_ins()
+    assert mmengine_checkpoint.RAN_ON_LOAD == []
+    for pooling in (NECK_MEAN, PRENECK_MEAN):
+        torch.testing.assert_close(got[pooling], want[pooling], rtol=0, atol=0)
+
+
+def test_a_runner_checkpoint_with_other_code_is_still_refused(tmp_path):
+    import os
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("true",))
+
+    path = tmp_path / "UltraSam.pth"
+    torch.save({"state_dict": _ultrasam_state(4), "message_hub": {"x": Payload()}}, path)
+    with pytest.raises(UserError, match=r"refuses to build; no code from the file was run"):
+        UltraSam().reduced(2).load(str(path))

@@ -82,3 +82,78 @@ def test_read_checkpoint_reads_safetensors(tmp_path):
     path = tmp_path / "model.safetensors"
     save_file({"w": torch.ones(2, 2)}, str(path))
     torch.testing.assert_close(read_checkpoint(path)["w"], torch.ones(2, 2))
+
+
+def test_importing_the_package_leaves_torchs_safe_globals_as_they_were(tmp_path):
+    """what a loader allows is allowed in its own call only."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "mae.pth"
+    script = f"""
+import argparse, torch
+def ours():  # torch's own modules (distributed, dynamo) add theirs when timm imports them
+    return [g for g in torch.serialization.get_safe_globals()
+            if not (g[0] if isinstance(g, tuple) else g).__module__.startswith("torch")]
+before = ours()
+import ultrabench_eval.cli, ultrabench_eval.models.weights as weights, model_zoo
+assert ours() == before, f"changed on import: {{ours()}}"
+torch.save({{"model": {{"w": torch.ones(1)}}, "args": argparse.Namespace(lr=1)}}, {str(path)!r})
+assert weights.read_checkpoint({str(path)!r})["args"].lr == 1  # allowed in the call
+assert ours() == before, "changed by a read"
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize(
+    "content, expect",
+    [
+        (b"garbage", r"not a torch checkpoint"),
+        (None, r"truncated or not a torch checkpoint"),
+        ("code", r"refuses to build; no code from the file was run"),
+    ],
+)
+def test_read_errors_are_one_line_with_torchs_text_as_the_cause(tmp_path, content, expect):
+    """one line (file, what was expected, how to fix); torch's multi-line
+    message stays available as the cause (`ubench --verbose`)."""
+    import os
+
+    path = tmp_path / "weights.pth"
+    if content is None:
+        torch.save({"w": torch.ones(1000)}, path)
+        path.write_bytes(path.read_bytes()[:300])
+    elif content == "code":
+
+        class Payload:
+            def __reduce__(self):
+                return (os.system, ("true",))
+
+        torch.save({"w": Payload()}, path)
+    else:
+        path.write_bytes(content)
+    with pytest.raises(UserError, match=expect) as caught:
+        read_checkpoint(path)
+    message = str(caught.value)
+    assert "\n" not in message and str(path) in message and "--verbose" in message
+    assert caught.value.__cause__ is not None and str(caught.value.__cause__) not in message
+
+
+def test_a_directory_is_named_as_one(tmp_path):
+    with pytest.raises(UserError, match="is a directory"):
+        read_checkpoint(tmp_path)
+
+
+def test_a_real_mmengine_checkpoint_is_read_with_its_training_state_dropped():
+    """A file written by mmengine 0.10.7's own save_checkpoint in the Runner's layout (see
+    tests/data/mmengine_runner_checkpoint.pth's note in tests/mmengine_checkpoint.py)."""
+    from pathlib import Path
+
+    from ultrabench_eval.models.weights import MMENGINE_RUNNER_STATE
+
+    path = Path(__file__).parent / "data" / "mmengine_runner_checkpoint.pth"
+    with pytest.raises(UserError, match="mmengine.logging.history_buffer.HistoryBuffer"):
+        read_checkpoint(path)
+    loaded = read_checkpoint(path, inert_globals=MMENGINE_RUNNER_STATE)
+    assert sorted(loaded) == ["meta", "optimizer", "param_schedulers", "state_dict"]
+    assert sorted(loaded["state_dict"]) == ["bias", "weight"]

@@ -92,6 +92,47 @@ def test_second_run_reuses_records_or_cached_features(small_suite, tmp_path):
     assert _scores(refit) == _scores(first)
 
 
+def test_the_record_says_where_each_stage_ran_and_names_its_code(small_suite, tmp_path):
+    config = _config(
+        tmp_path, small_suite, models=["pixels"], tasks=["synth-view"], seeds=1, fractions=(1.0,)
+    )
+    config.device = "cpu"
+    [record] = bench.run(config, log=lambda _: None)
+    extraction = record.stages["extraction"]
+    assert extraction["device"] == "cpu" and extraction["precision"] == "fp32"
+    assert extraction["compile"] is False and extraction["channels_last"] is False
+    assert record.stages["probe"] == {"device": "cpu"}
+    assert record.code_sha256 and len(record.code_sha256) == 64
+    # a record written before these fields reads, the fields as None
+    old = record.to_dict()
+    del old["stages"], old["code_sha256"]
+    legacy = ResultRecord.from_dict(old)
+    assert legacy.stages is None and legacy.code_sha256 is None
+
+
+def test_a_damaged_cached_feature_file_is_recomputed_with_one_warning(
+    small_suite, tmp_path, capsys
+):
+    config = _config(
+        tmp_path, small_suite, models=["pixels"], tasks=["synth-view"], seeds=2, fractions=(1.0,)
+    )
+    clean = bench.run(config, log=lambda _: None)
+    [tensors] = (tmp_path / "cache" / "features").glob(
+        "pixels-*/synth-view/train/clean.safetensors"
+    )
+    data = bytearray(tensors.read_bytes())
+    middle = len(data) // 2
+    data[middle - 2048 : middle + 2048] = b"\xff" * 4096  # size and header intact
+    tensors.write_bytes(bytes(data))
+    capsys.readouterr()
+    config.overwrite = True
+    again = bench.run(config, log=lambda _: None)
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "checksum" in warnings[0]
+    assert not again[0].timings["features_cached"]  # the train split was recomputed
+    assert _scores(again) == _scores(clean)
+
+
 def test_changed_labels_invalidate_the_record(small_suite, tmp_path):
     import shutil
 

@@ -76,6 +76,10 @@ def test_a_record_per_view_with_the_clean_probe(toy):
     assert corrupted.scores.val_per_seed == clean.scores.val_per_seed
     assert corrupted.hyperparameters_per_seed == clean.hyperparameters_per_seed
     assert corrupted.train_size_per_seed == clean.train_size_per_seed
+    # where each stage ran, in every record
+    for record in (clean, corrupted):
+        assert record.stages["extraction"]["precision"] in ("fp32", "bf16", "fp16")
+        assert record.stages["extraction"]["device"] and record.stages["probe"]["device"]
     assert read_records(toy / "results") == records
     # the clean record is the bench's: the same scores and predictions
     bench_records = bench.run(_bench(toy, results_root=toy / "bench"), log=lambda _: None)

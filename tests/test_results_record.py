@@ -2,6 +2,7 @@
 the one-line errors on malformed files."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -166,4 +167,71 @@ def test_read_records_names_the_malformed_file(tmp_path):
     del broken["protocol"]["probe"]
     (tmp_path / "broken.json").write_text(json.dumps(broken))
     with pytest.raises(UserError, match=r"broken\.json: 'protocol\.probe' is missing"):
+        read_records(tmp_path)
+
+
+# probe options that change the numbers name a protocol variant.
+FULL = Budget(fraction=1.0)
+
+
+def test_the_default_protocol_keeps_its_id_and_path(tmp_path):
+    for options in (None, {}, {"device": "cpu"}, {"device": "cuda:1"}):
+        assert protocol_id("us-jepa-2026", FULL, options=options) == "us-jepa-2026"
+        assert protocol_id("linear", Budget(fraction=0.1), options=options) == "linear@10%"
+    path = record_path(tmp_path, "pixels", "t", protocol_id("us-jepa-2026", FULL, options={}))
+    assert path == tmp_path / "pixels" / "t" / "us-jepa-2026.json"
+
+
+def test_options_that_change_the_numbers_name_a_variant():
+    variant = protocol_id("us-jepa-2026", FULL, options={"max_epochs": 1, "device": "cpu"})
+    assert variant == "us-jepa-2026+max_epochs=1"
+    both = {"standardize": True, "max_epochs": 1}
+    assert protocol_id("mlp", Budget(fraction=0.1), "speckle-s2", both) == (
+        "mlp+max_epochs=1+standardize=true@10%/speckle-s2"
+    )
+    assert protocol_id("linear", FULL, options={"backend": "sklearn"}) == "linear+backend=sklearn"
+    # 1 and 1.0 and "1" are different options; each its own id
+    ids = {protocol_id("x", FULL, options={"k": v}) for v in (1, 1.0, "1", True, "true")}
+    assert len(ids) == 5
+
+
+def test_options_that_cannot_be_written_plainly_give_a_stable_digest(tmp_path):
+    grid = protocol_id("linear", FULL, options={"Cs": [0.1, 1.0]})
+    assert re.fullmatch(r"linear\+options-[0-9a-f]{10}", grid)
+    assert grid == protocol_id("linear", FULL, options={"Cs": [0.1, 1.0]})
+    assert grid != protocol_id("linear", FULL, options={"Cs": [0.1, 2.0]})
+    # a text value that would read as two options is not written as is
+    tricky = protocol_id("x", FULL, options={"a": "1+b=2"})
+    assert tricky != protocol_id("x", FULL, options={"a": 1, "b": 2})
+    assert "options-" in tricky
+    # every variant is a distinct file
+    paths = {record_path(tmp_path, "m", "t", p) for p in (grid, tricky, "linear")}
+    assert len(paths) == 3
+
+
+# a record's numbers are finite numbers.
+@pytest.mark.parametrize(
+    ("scores", "message"),
+    [
+        ({"mean": float("nan"), "std": 1.0}, r"'scores.mean' should be a finite number"),
+        ({"mean": 50.0, "std": float("inf")}, r"'scores.std' should be a finite number"),
+        ({"mean": "high", "std": 1.0}, r"'scores.mean' should be int or float"),
+        ({"mean": 50.0, "std": 1.0, "per_seed": [50, "x"]}, r"'per_seed\[1\]' should be"),
+        ({"mean": 50.0, "std": 1.0, "ci95": [float("nan"), 1]}, r"'ci95\[0\]' should be a"),
+    ],
+)
+def test_scores_must_be_finite_numbers(scores, message):
+    data = _record().to_dict()
+    data["scores"].update(scores)
+    with pytest.raises(UserError, match=message) as caught:
+        ResultRecord.from_dict(data, "r.json")
+    assert "r.json" in str(caught.value)
+
+
+def test_a_record_without_model_names_the_file(tmp_path):
+    data = _record().to_dict()
+    del data["model"]
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "r.json").write_text(json.dumps(data))
+    with pytest.raises(UserError, match=r"r\.json.*'model' is missing"):
         read_records(tmp_path)

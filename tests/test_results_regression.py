@@ -151,3 +151,66 @@ def test_ci_script_passes_then_fails_on_a_planted_drop(tmp_path):
     copy = tmp_path / "baseline.json"
     run = _bench_check(work, "--update", baseline=copy)
     assert run.returncode == 0 and "wrote 12 cells" in run.stdout
+
+
+# a check that cannot fail is an error, not a pass.
+@pytest.mark.parametrize("flag", ["tolerance", "tolerance_std"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -1.0])
+def test_a_tolerance_that_could_never_fail_is_refused(flag, value):
+    baseline = regression.make_baseline(_records(a=50.0))
+    with pytest.raises(UserError, match=r"--tolerance.* must be a finite number at least 0"):
+        regression.check(baseline, _records(a=0.0), **{flag: value})
+
+
+def test_cli_check_with_a_nan_tolerance_exits_2(tmp_path, capsys):
+    write_records(tmp_path / "res", _records(a=50.0))
+    path = tmp_path / "b.json"
+    assert (
+        main(["check", "--update", "--baseline", str(path), "--results", str(tmp_path / "res")])
+        == 0
+    )
+    write_records(tmp_path / "res", _records(a=0.0))  # a 50-point drop
+    code = main(
+        ["check", "--baseline", str(path), "--results", str(tmp_path / "res"), "--tolerance", "nan"]
+    )
+    assert code == 2 and "--tolerance must be a finite number" in capsys.readouterr().err
+
+
+def _baseline_file(tmp_path, edit):
+    baseline = regression.make_baseline(_records(a=50.0, b=60.0))
+    edit(baseline)
+    path = tmp_path / "baseline.json"
+    path.write_text(json.dumps(baseline))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda b: b.pop("cells"), r"'cells' must be a non-empty list .*got nothing"),
+        (lambda b: b.update(cells=[]), r"'cells' must be a non-empty list .*got \[\]"),
+        (lambda b: b.update(cells=None), r"'cells' must be a non-empty list"),
+        (lambda b: b.update(cells=3), r"'cells' must be a non-empty list .*got 3"),
+        (lambda b: b.update(cells="abc"), r"'cells' must be a non-empty list .*got \"abc\""),
+        (lambda b: b.update(cells=[1]), r"cell 0 must be an object, got 1"),
+        (lambda b: b["cells"][1].update(mean=float("nan")), r"cell 1 'mean' must be a finite"),
+        (lambda b: b["cells"][0].update(std=float("inf")), r"cell 0 'std' must be a finite"),
+        (lambda b: b["cells"][0].update(mean=None), r"cell 0 'mean' must be a finite.*nothing"),
+        (lambda b: b["cells"][0].update(mean="60"), r"cell 0 'mean' must be a finite"),
+        (lambda b: b["cells"][0].update(mean=True), r"cell 0 'mean' must be a finite"),
+        (lambda b: b["cells"][0].update(model=3), r"cell 0 'model' must be text"),
+        (lambda b: b["cells"][0].update(setup=[]), r"cell 0 'setup' must be an object"),
+    ],
+)
+def test_a_malformed_baseline_is_one_line_naming_the_file(tmp_path, edit, message):
+    path = _baseline_file(tmp_path, edit)
+    with pytest.raises(UserError, match=message) as caught:
+        regression.read_baseline(path)
+    assert str(caught.value).startswith(f"{path}: ") and "\n" not in str(caught.value)
+
+
+def test_update_into_an_impossible_path_is_one_line(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    with pytest.raises(UserError, match=r"cannot write baseline .*a-file/b.json"):
+        regression.write_baseline(blocker / "b.json", _records(a=50.0))

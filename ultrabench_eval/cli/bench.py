@@ -106,6 +106,15 @@ def _add_bench_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="refit and rewrite records even when their inputs are unchanged",
     )
+    allow_overlap_flag(p)
+
+
+def allow_overlap_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--allow-overlap",
+        action="store_true",
+        help="run although an image or a group (patient) lies in two splits; recorded",
+    )
 
 
 def bench_config(args: argparse.Namespace) -> BenchConfig:
@@ -113,8 +122,9 @@ def bench_config(args: argparse.Namespace) -> BenchConfig:
     from ultrabench_eval.data import synth
 
     return BenchConfig(
-        models=args.model or list(WEIGHT_FREE_MODELS),
-        tasks=args.tasks or synth.default_synth_tasks(),
+        # `--tasks ''` is an empty list, refused by `validate`; only a flag left out defaults
+        models=list(WEIGHT_FREE_MODELS) if args.model is None else args.model,
+        tasks=synth.default_synth_tasks() if args.tasks is None else args.tasks,
         data_root=config.data_root(args.data),
         cache_root=config.cache_root(args.cache),
         results_root=config.results_root(args.results),
@@ -130,6 +140,7 @@ def bench_config(args: argparse.Namespace) -> BenchConfig:
         workers=args.workers,
         progress=not args.no_progress,
         overwrite=args.overwrite,
+        allow_overlap=args.allow_overlap,
         **given(args, shots="shots"),
     )
 
@@ -361,6 +372,7 @@ def add_extract(sub: Subparsers) -> None:
     p.add_argument("--compile", action="store_true", help="torch.compile the forward pass")
     p.add_argument("--channels-last", action="store_true", help="channels-last memory format")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    allow_overlap_flag(p)
     p.set_defaults(handler=run_extract)
 
 
@@ -381,6 +393,7 @@ def extract_config(args: argparse.Namespace) -> ExtractConfig:
         compile=args.compile,
         channels_last=args.channels_last,
         progress=not args.no_progress,
+        allow_overlap=args.allow_overlap,
         **given(args, splits="splits", views="views"),
     )
 

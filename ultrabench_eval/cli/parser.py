@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 
 from ultrabench_eval.cli import bench, catalogue, data, reports
@@ -38,6 +39,11 @@ _COMMANDS: tuple[Callable[[Subparsers], None], ...] = (
 
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="ubench", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="on an error, also print its full detail (the traceback of what caused it)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     for add_command in _COMMANDS:
         add_command(sub)
@@ -49,6 +55,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.handler(args)
     except UserError as exc:
+        if args.verbose and exc.__cause__ is not None:
+            # the detail a one-line error leaves out (e.g. torch's own text), before that line
+            sys.stderr.write("".join(traceback.format_exception(exc.__cause__)))
         sys.stderr.write(f"ubench {args.command}: error: {exc}\n")
         return exc.exit_code
     except KeyboardInterrupt:

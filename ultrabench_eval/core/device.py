@@ -28,6 +28,8 @@ def resolve_device(name: str | torch.device | None = AUTO) -> torch.device:
         raise UserError(f"unknown device '{name}' (use auto, cpu, cuda or cuda:N)") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"device '{name}' asked for, but no CUDA GPU is visible (use --device cpu)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise UserError(f"device '{name}' asked for, but this machine has no MPS (use cpu)")
     return device
 
 

@@ -2,7 +2,9 @@
 
 A folder holds `train.json`, `validation.json` and `test.json`, each a JSON list of records
 with a relative `image` path, an integer label (field named by the task card), an optional
-relative `scan_mask` path and an optional group field (patient, source video).
+relative `scan_mask` path and an optional group field (patient, source video). Every image and
+mask path must resolve inside the folder: a symlink inside it is followed, and refused when its
+target lies outside (a task folder cannot make the harness read files elsewhere).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -17,6 +20,7 @@ from ultrabench_eval.core.errors import UserError
 from ultrabench_eval.data.task_card import SPLITS, TaskCard
 
 _MAX_LISTED = 4
+OverlapPolicy = Literal["refuse", "allow", "ignore"]
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,8 @@ class Dataset:
     card: TaskCard
     root: Path
     splits: dict[str, Split]
+    # what `overlap="allow"` found shared between splits (None: not checked, or refused)
+    overlap: tuple[str, ...] | None = None
 
 
 class DatasetError(UserError):
@@ -67,10 +73,21 @@ def dataset_path(card: TaskCard, data_root: Path) -> Path:
     return Path(data_root) / card.dataset
 
 
-def open_dataset(card: TaskCard, data_root: Path, check_files: bool = True) -> Dataset:
+def open_dataset(
+    card: TaskCard,
+    data_root: Path,
+    check_files: bool = True,
+    *,
+    overlap: OverlapPolicy = "ignore",
+    digest_cache: Path | None = None,
+) -> Dataset:
     """Read and validate the task's folder under `data_root`; raise DatasetError listing what is
-    wrong (missing folder or split file, malformed records, missing images or masks, labels
-    outside the class list, classes with no example)."""
+    wrong (missing folder or split file, malformed records, paths outside the folder, missing
+    images or masks, labels outside the class list, classes with no example).
+
+    `overlap`: "refuse" raises OverlapError when an image (by path or by content) or a group
+    lies in two splits; "allow" records what is shared in `Dataset.overlap`; "ignore" does not
+    look. `digest_cache`: the cache folder keeping the files' content digests between runs."""
     root = dataset_path(card, data_root)
     if not root.is_dir():
         hint = (
@@ -91,7 +108,25 @@ def open_dataset(card: TaskCard, data_root: Path, check_files: bool = True) -> D
     _check_classes(card, splits, problems)
     if problems:
         raise DatasetError(root, problems)
-    return Dataset(card, root, splits)
+    if overlap == "ignore":
+        return Dataset(card, root, splits)
+    from ultrabench_eval.data.overlap import find_overlap
+
+    found = find_overlap(card, splits, digest_cache if check_files else None, check_files)
+    if found and overlap == "refuse":
+        raise OverlapError(card.name, found)
+    return Dataset(card, root, splits, tuple(found) if overlap == "allow" else None)
+
+
+class OverlapError(UserError):
+    """Train/validation/test share images or groups: scores would be inflated."""
+
+    def __init__(self, task: str, found: list[str]):
+        super().__init__(
+            f"task '{task}': {'; '.join(found)}; a test image (or patient) seen in training "
+            "inflates the scores: remove it from one split (see `ubench tasks check`), or pass "
+            "--allow-overlap to run anyway (recorded in the result records)"
+        )
 
 
 def _read_split(root: Path, name: str, card: TaskCard, problems: list[str]) -> list[Record] | None:
@@ -112,10 +147,11 @@ def _read_split(root: Path, name: str, card: TaskCard, problems: list[str]) -> l
         return None
     records = []
     seen: set[str] = set()
+    inside = InsideCheck(root)
     for index, item in enumerate(raw):
         where = f"{name}.json record {index}"
         record = _parse_record(item, card, where, problems)
-        if record is None:
+        if record is None or not inside.check(record, where, problems):
             continue
         if record.image in seen:
             problems.append(f"{where}: image {record.image} listed twice in {name}.json")
@@ -149,6 +185,30 @@ def _parse_record(item: object, card: TaskCard, where: str, problems: list[str])
     return Record(
         image=image, label=label, scan_mask=mask, group=None if group is None else str(group)
     )
+
+
+class InsideCheck:
+    """Whether a record's paths resolve inside the task folder (symlinks followed)."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.resolved = root.resolve()
+
+    def check(self, record: Record, where: str, problems: list[str]) -> bool:
+        for kind, rel in (("image", record.image), ("scan_mask", record.scan_mask)):
+            if rel is not None and not self.contains(rel):
+                problems.append(
+                    f"{where}: {kind} path {rel} lies outside the task folder (paths must be "
+                    "relative and stay inside it; copy the file into the folder)"
+                )
+                return False
+        return True
+
+    def contains(self, rel: str) -> bool:
+        try:
+            return (self.root / rel).resolve().is_relative_to(self.resolved)
+        except (OSError, RuntimeError, ValueError):  # symlink loop, NUL byte
+            return False
 
 
 def _parse_label(value: object, card: TaskCard) -> int | None:

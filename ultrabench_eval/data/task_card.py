@@ -24,6 +24,9 @@ Split = Literal["train", "validation", "test"]
 SPLITS: tuple[str, ...] = get_args(Split)
 
 Name = Annotated[str, MinLen(1)]
+# Fields that name things (`--tasks` takes the name, the folder is the dataset): numbers in them
+# are refused rather than read as text, since YAML changes how they are written (1.10 -> 1.1).
+_IDENTIFIERS = ("name", "dataset")
 
 
 @dataclass(frozen=True)
@@ -74,7 +77,17 @@ class TaskCard:
             raise UserError(f"{where}: unknown field(s) path (the card's location is its file)")
         # a key left blank (`organ:`) is a key left out
         values = {k: v for k, v in data.items() if v is not None}
-        return parse_dataclass(cls, {**values, "path": path}, where, internal=("path",))
+        for key in _IDENTIFIERS:  # YAML reads `1.10` as 1.1: an identifier must be written as text
+            if key in values and not isinstance(values[key], str):
+                raise UserError(f"{where}: {key} must be text (quote it), got {values[key]!r}")
+        card = parse_dataclass(cls, {**values, "path": path}, where, internal=("path",))
+        repeated = sorted({c for c in card.classes if card.classes.count(c) > 1})
+        if repeated:
+            raise UserError(
+                f"{where}: classes names {', '.join(map(repr, repeated))} more than once "
+                "(each class index needs its own name)"
+            )
+        return card
 
 
 def card_dirs() -> list[Path]:

@@ -10,7 +10,6 @@ a user error (exit 2).
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
@@ -19,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from ultrabench_eval.core.errors import UserError
-from ultrabench_eval.data.dataset import Dataset, DatasetError, open_dataset
+from ultrabench_eval.data.dataset import Dataset, DatasetError, InsideCheck, open_dataset
+from ultrabench_eval.data.overlap import file_digest
 from ultrabench_eval.data.task_card import SPLITS, TaskCard
 
 _LISTED = 3
@@ -123,6 +123,8 @@ def _mask_fields(record: dict) -> list[str]:
 def _check_files(report: CheckReport, raw: dict[str, list[dict]]) -> set[str]:
     """Every image and mask path the records name; returns the images present."""
     missing: list[str] = []
+    outside: list[str] = []  # image and scan_mask paths are checked when the folder is read
+    inside = InsideCheck(report.folder)
     present: set[str] = set()
     images = masks = 0
     for name, records in raw.items():
@@ -135,21 +137,17 @@ def _check_files(report: CheckReport, raw: dict[str, list[dict]]) -> set[str]:
                 missing.append(f"{name}: {image}")
             for key in _mask_fields(record):
                 masks += 1
-                if not (report.folder / record[key]).is_file():
+                if not inside.contains(record[key]):
+                    outside.append(f"{name}: {record[key]} ({key})")
+                elif not (report.folder / record[key]).is_file():
                     missing.append(f"{name}: {record[key]} ({key})")
+    if outside:
+        report.add(FAIL, "files", f"{len(outside)} outside the task folder: {_some(outside)}")
     if missing:
         report.add(FAIL, "files", f"{len(missing)} missing: {_some(missing)}")
-    else:
+    elif not outside:
         report.add(OK, "files", f"{images} images and {masks} masks present")
     return present
-
-
-def file_digest(path: Path) -> str:
-    digest = hashlib.blake2b(digest_size=16)
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _check_duplicates(report: CheckReport, dataset: Dataset, present: set[str]) -> None:

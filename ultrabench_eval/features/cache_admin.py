@@ -1,13 +1,19 @@
-"""`ubench cache ls` and `ubench cache rm`: what the cache holds, and removing parts of it."""
+"""`ubench cache ls` and `ubench cache rm`: what the cache holds, and removing parts of it.
+Image store builds a killed run left behind are listed too (and go with `--all` or `--images`)."""
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from ultrabench_eval.core.errors import UserError
+from ultrabench_eval.data.image_store import stale_temp_dirs
+
+# `.<split>-<size>px-<interpolation>.tmp-...`: a store's build folder
+_STORE_NAME = re.compile(r"^\.(.+)-(\d+)px-(.+?)\.(?:tmp|old)-")
 
 
 @dataclass(frozen=True)
@@ -57,7 +63,22 @@ def entries(cache_root: Path) -> list[Entry]:
             "images": meta.get("count"),
         }
         found.append(Entry("images", str(meta.get("dataset")), detail, (meta_path.parent,)))
+    for folder in sorted(p for p in (root / "images").glob("*") if p.is_dir()):
+        found += [_unfinished(folder.name, tmp) for tmp in stale_temp_dirs(folder)]
     return found
+
+
+def _unfinished(dataset: str, tmp: Path) -> Entry:
+    """A store build a killed run left behind (no process owns it any more)."""
+    match = _STORE_NAME.match(tmp.name)
+    split, size, interpolation = match.groups() if match else ("?", "?", "")
+    detail = {
+        "split": split,
+        "size": size,
+        "interpolation": f"{interpolation}, unfinished build".lstrip(", "),
+        "images": None,
+    }
+    return Entry("images", dataset, detail, (tmp,))
 
 
 def select(

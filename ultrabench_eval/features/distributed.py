@@ -21,7 +21,7 @@ from ultrabench_eval.core.device import rank_device, resolve_device
 from ultrabench_eval.corruptions.views import View
 from ultrabench_eval.data.image_store import ImageStore
 from ultrabench_eval.features import feature_cache
-from ultrabench_eval.features.extract import FeatureSet, cached_features
+from ultrabench_eval.features.extract import FeatureSet, cached_features, feature_key
 from ultrabench_eval.models.adapter import Adapter
 
 
@@ -78,10 +78,10 @@ def sharded_features(
 ) -> FeatureSet:
     """This rank's shard, then (rank 0) the merge; every rank returns the merged features."""
     view = view or View.clean()
-    key = feature_cache.CacheKey(adapter.name, adapter.fingerprint(), task, split, view.name)
-    whole = feature_cache.load(key, cache_root, store.ids, store.content_hash)
+    key = feature_key(adapter, task, split, view)
+    whole = feature_cache.load_entry(key, cache_root, store.ids, store.content_hash)
     if whole is not None:
-        return FeatureSet(whole, True, 0.0)
+        return FeatureSet(whole[0], True, 0.0, whole[1].get("device"))
     own = cached_features(
         adapter,
         task,
@@ -94,16 +94,20 @@ def sharded_features(
     )
     barrier()
     if ranks.is_main:
-        merge_shards(key, cache_root, store, ranks.world)
+        merge_shards(key, cache_root, store, ranks.world, device=str(adapter.device))
     barrier()
     merged = feature_cache.load(key, cache_root, store.ids, store.content_hash)
     if merged is None:
         raise RuntimeError(f"rank {ranks.rank}: the merged features of {task}/{split} are missing")
-    return FeatureSet(merged, own.from_cache, own.seconds)
+    return FeatureSet(merged, own.from_cache, own.seconds, own.device)
 
 
 def merge_shards(
-    key: feature_cache.CacheKey, cache_root: Path, store: ImageStore, world: int
+    key: feature_cache.CacheKey,
+    cache_root: Path,
+    store: ImageStore,
+    world: int,
+    device: str | None = None,
 ) -> dict[str, np.ndarray]:
     """Concatenate the `world` shard files of a split, check them, write the final file."""
     blocks = np.array_split(np.arange(len(store)), world)
@@ -117,7 +121,12 @@ def merge_shards(
         parts.append(shard)
     merged = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
     feature_cache.save(
-        key, cache_root, merged, store.ids, store.content_hash, extra={"merged_shards": world}
+        key,
+        cache_root,
+        merged,
+        store.ids,
+        store.content_hash,
+        extra={"merged_shards": world, "device": device},
     )
     for rank in range(world):
         feature_cache.remove(key, cache_root, feature_cache.shard_part(rank, world))

@@ -22,17 +22,24 @@ from ultrabench_eval.corruptions.views import View
 from ultrabench_eval.data.image_store import ImageStore
 from ultrabench_eval.data.loader import device_batches
 from ultrabench_eval.features import feature_cache
+from ultrabench_eval.features.cache_identity import (
+    autocast_dtype,
+    extraction_identity,
+    feature_fingerprint,
+    precision_for,
+    view_code_digest,
+)
 from ultrabench_eval.models.adapter import Adapter
 
 CHECKPOINT_SECONDS = 60.0
 
 
 def autocast_for(device: torch.device) -> contextlib.AbstractContextManager:
-    """bf16 on GPUs that have it, fp16 on older ones, full fp32 on CPU."""
-    if device.type != "cuda":
+    """bf16 on GPUs that have it, fp16 on older ones, full fp32 on CPU (`precision_for`)."""
+    dtype = autocast_dtype(precision_for(device))
+    if dtype is None:
         return contextlib.nullcontext()
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.autocast("cuda", dtype=dtype)
+    return torch.autocast(device.type, dtype=dtype)
 
 
 def iter_features(
@@ -80,6 +87,14 @@ class FeatureSet:
     features: dict[str, np.ndarray]
     from_cache: bool
     seconds: float
+    device: str | None = None  # where the features were computed (a cached file's sidecar)
+
+
+def feature_key(adapter: Adapter, task: str, split: str, view: View) -> feature_cache.CacheKey:
+    """The cache key of a feature file: see `ultrabench_eval.features.cache_identity`."""
+    return feature_cache.CacheKey(
+        adapter.name, feature_fingerprint(adapter), task, split, view.name, view_code_digest(view)
+    )
 
 
 def cached_features(
@@ -100,7 +115,7 @@ def cached_features(
     stored as a shard file (see `ultrabench_eval.features.distributed`).
     """
     view = view or View.clean()
-    key = feature_cache.CacheKey(adapter.name, adapter.fingerprint(), task, split, view.name)
+    key = feature_key(adapter, task, split, view)
     indices = np.arange(len(store))
     part = ""
     if shard is not None:
@@ -108,9 +123,10 @@ def cached_features(
         part = feature_cache.shard_part(*shard)
     ids = [store.ids[i] for i in indices]
     started = time.perf_counter()
-    hit = feature_cache.load(key, cache_root, ids, store.content_hash, part=part)
+    hit = feature_cache.load_entry(key, cache_root, ids, store.content_hash, part=part)
     if hit is not None:
-        return FeatureSet(hit, True, time.perf_counter() - started)
+        features, sidecar = hit
+        return FeatureSet(features, True, time.perf_counter() - started, sidecar.get("device"))
     partial_part = f"{part}.{feature_cache.PARTIAL}" if part else feature_cache.PARTIAL
     done = feature_cache.load_partial(key, cache_root, ids, store.content_hash, partial_part)
 
@@ -127,10 +143,11 @@ def cached_features(
         "batch_size": batch_size,
         "resumed_rows": 0 if done is None else _rows(done),
         "versions": versions(),
+        "key": extraction_identity(adapter),
     }
     feature_cache.save(key, cache_root, features, ids, store.content_hash, extra, part=part)
     feature_cache.remove(key, cache_root, partial_part)
-    return FeatureSet(features, False, seconds)
+    return FeatureSet(features, False, seconds, str(adapter.device))
 
 
 def _extract_resumable(

@@ -56,6 +56,7 @@ class ExtractConfig:
     compile: bool = False
     channels_last: bool = False
     progress: bool = True
+    allow_overlap: bool = False  # see BenchConfig.allow_overlap
 
 
 def run_extraction(config: ExtractConfig, log: Callable[[str], None] = print) -> list[dict]:
@@ -67,7 +68,12 @@ def run_extraction(config: ExtractConfig, log: Callable[[str], None] = print) ->
         raise UserError(f"unknown split(s) {', '.join(unknown)} (use {', '.join(SPLITS)})")
     views = [View.parse(v) for v in config.views]
     adapters = [make_adapter(name) for name in config.models]
-    datasets = [open_dataset(TASKS.get(name), config.data_root) for name in config.tasks]
+    overlap = "allow" if config.allow_overlap else "refuse"
+    cards = [TASKS.get(name) for name in config.tasks]
+    datasets = [
+        open_dataset(c, config.data_root, overlap=overlap, digest_cache=config.cache_root)
+        for c in cards
+    ]
     ranks = distributed.ranks_from_env()
     device = distributed.start(ranks, config.device) if ranks else resolve_device(config.device)
     rows = []

@@ -8,8 +8,11 @@ resizes and normalises it per its `InputSpec`, runs the frozen encoder and retur
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
+import inspect
 import json
+import sys
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -24,7 +27,9 @@ if TYPE_CHECKING:
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-_INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "area")
+# "nearest-exact" is PIL's NEAREST (source pixel floor((i + 0.5) * scale), `pil_nearest_resize`);
+# torch's "nearest" takes floor(i * scale), a shift of up to half the scale factor.
+_INTERPOLATIONS = ("nearest", "nearest-exact", "bilinear", "bicubic", "area")
 
 
 @dataclass(frozen=True)
@@ -125,11 +130,13 @@ class Adapter(ABC):
         return self
 
     def fingerprint(self) -> str:
-        """Keys the feature cache: adapter name and version, weights identity, input spec."""
+        """Keys the feature cache: adapter name, the digest of its code (`adapter_code_digest`),
+        weights identity, input spec."""
         payload = json.dumps(
             {
                 "name": self.name,
                 "adapter_version": self.version,
+                "adapter_code": adapter_code_digest(type(self)),
                 "weights": self.weights_id(),
                 "input_spec": self.input_spec.as_dict(),
             },
@@ -165,7 +172,10 @@ def preprocess(images: torch.Tensor, spec: InputSpec) -> torch.Tensor:
         kwargs: dict[str, Any] = {}
         if mode in ("bilinear", "bicubic"):
             kwargs = {"align_corners": False, "antialias": True}
-        x = F.interpolate(x, size=spec.size, mode=mode, **kwargs)
+        if mode == "nearest-exact":
+            x = pil_nearest_resize(x, spec.size)
+        else:
+            x = F.interpolate(x, size=spec.size, mode=mode, **kwargs)
         if mode == "bicubic":
             x = x.clamp_(0.0, 1.0)  # bicubic overshoots; images are bounded, as in PIL
     if spec.channels != 1:
@@ -173,6 +183,111 @@ def preprocess(images: torch.Tensor, spec: InputSpec) -> torch.Tensor:
     mean = torch.tensor(spec.mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
     std = torch.tensor(spec.std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
     return (x - mean) / std
+
+
+# --- code identity ------------------------------------------------------------------------------
+# What an adapter computes is its code: a digest of that code keys its cached features, so an
+# edit (preprocessing, pooling, checkpoint conversion) misses the cache instead of reusing stale
+# features. Files are read and hashed once per process.
+
+
+@functools.cache
+def file_digest(path: str) -> str:
+    """sha256 of a file's bytes ("" when it cannot be read, e.g. a module without a file)."""
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return ""
+
+
+def module_digests(names: set[str]) -> dict[str, str]:
+    """{module name: sha256 of its source file} of loaded modules."""
+    out = {}
+    for name in sorted(names):
+        path = getattr(sys.modules.get(name), "__file__", None)
+        out[name] = file_digest(path) if path else ""
+    return out
+
+
+def module_closure(roots: set[str], packages: set[str]) -> set[str]:
+    """`roots` and the modules they import (at module level, transitively) whose top-level
+    package is one of `packages`."""
+    seen: set[str] = set()
+    todo = list(roots)
+    while todo:
+        name = todo.pop()
+        module = sys.modules.get(name)
+        if name in seen or module is None:
+            continue
+        seen.add(name)
+        for value in vars(module).values():
+            other = (
+                value.__name__ if inspect.ismodule(value) else getattr(value, "__module__", None)
+            )
+            if isinstance(other, str) and other.split(".")[0] in packages and other not in seen:
+                todo.append(other)
+    return seen
+
+
+@functools.cache
+def _member_source(member: Any) -> str:
+    try:
+        return inspect.getsource(member)
+    except (OSError, TypeError):
+        code = getattr(member, "__code__", None)
+        return code.co_code.hex() if code is not None else repr(member)
+
+
+def _members(cls: type) -> dict[str, str]:
+    """The source of every function defined on `cls` as it is now (a method replaced at run
+    time, by a subclass or a monkeypatch, changes it)."""
+    out = {}
+    for name, value in sorted(vars(cls).items()):
+        if isinstance(value, (staticmethod, classmethod)):
+            value = value.__func__
+        if isinstance(value, property):
+            out[name] = "|".join(_member_source(f) for f in (value.fget, value.fset) if f)
+        elif inspect.isfunction(value):
+            out[name] = _member_source(value)
+    return out
+
+
+def adapter_code_digest(cls: type[Adapter]) -> str:
+    """Digest of what makes an adapter's features: the source of the class and of its bases up
+    to `Adapter` (every method as defined now), the files of their modules and of the modules
+    those import from the same project packages (architectures, helpers), and every module of
+    `ultrabench_eval.models` (checkpoint reading and conversion)."""
+    classes = [c for c in cls.__mro__ if isinstance(c, type) and issubclass(c, Adapter)]
+    roots = {c.__module__ for c in classes}
+    packages = {name.split(".")[0] for name in roots} | {"model_zoo"}
+    modules = module_closure(roots, packages - {"ultrabench_eval"})
+    models_folder = Path(__file__).resolve().parent
+    payload = {
+        "classes": [[f"{c.__module__}.{c.__qualname__}", _members(c)] for c in classes],
+        "modules": module_digests(modules),
+        "models": {p.name: file_digest(str(p)) for p in sorted(models_folder.glob("*.py"))},
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def pil_source_indices(n_in: int, n_out: int) -> list[int]:
+    """The source pixel of each output pixel in PIL's NEAREST resize: floor((i + 0.5) * scale),
+    with the position advanced by repeated float64 additions as PIL's ImagingScaleAffine does
+    (torch's "nearest-exact" uses the same rule but rounds exact ties differently: 9 % of the
+    pixels of a 640 -> 224 resize)."""
+    scale = n_in / n_out
+    position, out = scale * 0.5, []
+    for _ in range(n_out):
+        out.append(min(int(position), n_in - 1))
+        position += scale
+    return out
+
+
+def pil_nearest_resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """[B, C, H, W] -> [B, C, *size], each pixel copied from the one PIL's NEAREST picks."""
+    rows = torch.tensor(pil_source_indices(x.shape[-2], size[0]), device=x.device)
+    cols = torch.tensor(pil_source_indices(x.shape[-1], size[1]), device=x.device)
+    return x.index_select(-2, rows).index_select(-1, cols)
 
 
 def count_parameters(module: torch.nn.Module) -> int:
@@ -229,6 +344,8 @@ class CheckpointAdapter(TorchAdapter):
 
     layouts: tuple[str, ...] = ()  # names of manifests in model_zoo/layouts
     depth: int | None = None  # fewer blocks than published: the reduced variants tests run
+    # globals of a training checkpoint read as inert placeholders (see weights.read_checkpoint)
+    inert_globals: tuple[str, ...] = ()
 
     def checkpoint_layouts(self) -> list[CheckpointLayout]:
         from ultrabench_eval.models.layouts import CheckpointLayout
@@ -303,7 +420,8 @@ class CheckpointAdapter(TorchAdapter):
         unexpected or mis-shaped key errors."""
         from ultrabench_eval.models.weights import read_checkpoint, strict_load
 
-        state = self.convert_checkpoint(read_checkpoint(path), source)
+        checkpoint = read_checkpoint(path, inert_globals=self.inert_globals)
+        state = self.convert_checkpoint(checkpoint, source)
         model = self.build_model()
         strict_load(model, state, load_label or source)
         return model

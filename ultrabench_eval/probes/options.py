@@ -19,12 +19,24 @@ from annotated_types import Gt
 
 from ultrabench_eval.core.validation import DeviceName, describe
 
-__all__ = ["FORBID_UNKNOWN", "DeviceOption", "Positive", "check_device_option", "parse_options"]
+__all__ = [
+    "FORBID_UNKNOWN",
+    "NUMBER_NEUTRAL_OPTIONS",
+    "DeviceOption",
+    "Positive",
+    "check_device_option",
+    "parse_options",
+]
 
 T = TypeVar("T")
 
 # `__pydantic_config__` of an options dataclass: an option it does not declare is an error.
 FORBID_UNKNOWN: dict[str, Any] = {"extra": "forbid"}
+
+# Options that choose where a probe runs, not what it computes: they do not name a protocol
+# variant (`results.record.protocol_id`), so a record fitted on the CPU and one fitted on a GPU
+# share a protocol id. Every other option, given, makes one (max_epochs, Cs, backend...).
+NUMBER_NEUTRAL_OPTIONS = frozenset({"device"})
 
 Positive = Annotated[float, Gt(0)]
 # "auto" (or None): the GPU when there is one; see `core.device.resolve_device`.

@@ -14,8 +14,10 @@ import torch
 
 import ultrabench_eval
 from ultrabench_eval.core.registry import PROBES, TASKS
+from ultrabench_eval.core.writable import check_writable_folder
 from ultrabench_eval.data.dataset import Dataset, open_dataset
 from ultrabench_eval.data.task_card import SPLITS, TaskCard
+from ultrabench_eval.features.cache_identity import feature_fingerprint, package_digest
 from ultrabench_eval.features.extract import cached_features, resolve_device
 from ultrabench_eval.features.stores import open_task_stores, store_resize
 from ultrabench_eval.models.adapter import Adapter
@@ -24,18 +26,23 @@ from ultrabench_eval.probes import fewshot
 from ultrabench_eval.probes.base import Probe
 from ultrabench_eval.protocols.config import RECORD_LOGIC_VERSION, BenchConfig, validate
 from ultrabench_eval.protocols.reuse import Expected, reusable_records
-from ultrabench_eval.results.build import SeedResult, build_record
-from ultrabench_eval.results.record import ResultRecord, git_revision, protocol_id, write_record
+from ultrabench_eval.results.build import SeedResult, build_record, run_stages
+from ultrabench_eval.results.record import ResultRecord, protocol_id, write_record
 
 
 def check(config: BenchConfig) -> tuple[list[Adapter], list[str], list[Dataset], torch.device]:
     """Everything a user can get wrong, checked before any work: the adapters (not loaded),
     their poolings, the validated datasets and the device."""
     validate(config)
+    check_writable_folder(config.results_root, "results folder", "--results")
     cards = [TASKS.get(name) for name in config.tasks]
     adapters = [make_adapter(name) for name in config.models]
     poolings = [pooling_of(adapter, config.pooling) for adapter in adapters]
-    datasets = [open_dataset(card, config.data_root) for card in cards]
+    overlap = "allow" if config.allow_overlap else "refuse"
+    datasets = [
+        open_dataset(card, config.data_root, overlap=overlap, digest_cache=config.cache_root)
+        for card in cards
+    ]
     return adapters, poolings, datasets, resolve_device(config.device)
 
 
@@ -83,18 +90,21 @@ def _run_task(
     timings["store_s"] = round(time.perf_counter() - started, 3)
     budgets = config.budgets()
     digests = {b: inputs_digest(adapter, pooling, dataset, stores, config, b) for b in budgets}
-    expected = {b: Expected(protocol_id(config.probe, b), digests[b]) for b in budgets}
+    ids = {b: protocol_id(config.probe, b, options=config.probe_options) for b in budgets}
+    expected = {b: Expected(ids[b], digests[b]) for b in budgets}
     reused = reusable_records(config, adapter.name, card.name, expected)
     todo = [b for b in budgets if b not in reused]
     if not todo:
         return [(reused[b], True) for b in budgets]
 
+    extracted_on: set[str] = set()
     features, timings["features_cached"] = split_features(
-        adapter, card, stores, pooling, config, timings
+        adapter, card, stores, pooling, config, timings, extracted_on
     )
     labels = {name: dataset.splits[name].labels for name in SPLITS}
 
-    probe = PROBES.get(config.probe)(**{"device": config.device, **config.probe_options})
+    probe = make_probe(config)
+    stages = run_stages(adapter, extracted_on, probe_device(probe))
     started = time.perf_counter()
     per_budget = _probe_all(probe, features, labels, card, todo, config.seeds)
     probe_s = round((time.perf_counter() - started) / len(todo), 3)
@@ -110,6 +120,7 @@ def _run_task(
             image_store=[size, interpolation],
             timings={**timings, "probe_s": probe_s},
             inputs_sha256=digests[budget],
+            stages=stages,
         )
         for budget, per_seed in zip(todo, per_budget, strict=True)
     }
@@ -123,9 +134,11 @@ def split_features(
     pooling: str,
     config: BenchConfig,
     timings: dict[str, Any],
+    extracted_on: set[str] | None = None,
 ) -> tuple[dict[str, np.ndarray], bool]:
     """Every split's clean features at `pooling`, from the cache or extracted; each split's
-    seconds go into `timings["features_s"]`. Also: whether every split came from the cache."""
+    seconds go into `timings["features_s"]`, the device that computed it into `extracted_on`.
+    Also: whether every split came from the cache."""
     features, cached = {}, True
     for name in SPLITS:
         found = cached_features(
@@ -134,17 +147,32 @@ def split_features(
         timings["features_s"][name] = round(found.seconds, 3)
         cached = cached and found.from_cache
         features[name] = found.features[pooling]
+        if extracted_on is not None:
+            extracted_on.add(found.device or "unknown")
     return features, cached
+
+
+def make_probe(config: BenchConfig) -> Probe:
+    """The bench's probe, on the bench's device unless a probe option names another."""
+    return PROBES.get(config.probe)(**{"device": config.device, **config.probe_options})
+
+
+def probe_device(probe: Probe) -> str:
+    """Where a probe fits: its torch device, or the CPU for a non-torch backend."""
+    if getattr(probe, "backend", "torch") != "torch":
+        return "cpu"
+    return str(getattr(probe, "device", "cpu"))
 
 
 def inputs_digest(
     adapter, pooling, dataset: Dataset, stores, config: BenchConfig, budget: fewshot.Budget
 ) -> str:
-    """Everything a record's scores depend on: model, features, labels, protocol, code."""
+    """Everything a record's scores depend on: model and features (their cache key: adapter
+    code, weights, pipeline code, precision, options), labels, protocol, the package's code."""
     payload = {
         "record_logic": RECORD_LOGIC_VERSION,
-        "code": [ultrabench_eval.__version__, git_revision()],
-        "model": adapter.fingerprint(),
+        "code": [ultrabench_eval.__version__, package_digest()],
+        "model": feature_fingerprint(adapter),
         "pooling": pooling,
         "task": [dataset.card.name, list(dataset.card.classes), dataset.card.label_field],
         "splits": {

@@ -79,6 +79,8 @@ class BenchConfig:
     workers: Workers = DEFAULT_WORKERS
     progress: bool = True
     overwrite: bool = False  # refit even when a record with the same inputs exists
+    # run although an image or group lies in two splits (the records say so)
+    allow_overlap: bool = False
 
     def budgets(self) -> list[Budget]:
         """The label budgets to probe: the fractions (by default the few-shot sweep, unless
@@ -126,6 +128,7 @@ def _validate_bench(config: BenchConfig) -> None:
         raise UserError("no task given: pass --tasks NAME[,NAME2] (see `ubench tasks`)")
     _one_model_for_weights(config.models, config.weights)
     check_dataclass(config, label=_flag)
+    _check_device_exists(config.device)
     try:
         config.budgets()
     except ValueError as exc:
@@ -144,6 +147,15 @@ def _validate_bench(config: BenchConfig) -> None:
 def _validate_extract(config: ExtractConfig) -> None:
     check_dataclass(config, label=_flag)
     _one_model_for_weights(config.models, config.weights)
+    _check_device_exists(config.device)
+
+
+def _check_device_exists(device: str) -> None:
+    """A device this machine lacks (`mps`, `cuda` without a GPU) is refused before any work,
+    not when the first tensor moves there."""
+    from ultrabench_eval.core.device import resolve_device
+
+    resolve_device(device)
 
 
 def _one_model_for_weights(models: list[str], weights: str | Path | None) -> None:

@@ -24,7 +24,6 @@ import numpy as np
 
 from ultrabench_eval.core import atomic
 from ultrabench_eval.core.errors import UserError
-from ultrabench_eval.core.registry import PROBES
 from ultrabench_eval.corruptions.views import View
 from ultrabench_eval.data.dataset import Dataset
 from ultrabench_eval.data.task_card import SPLITS
@@ -32,14 +31,20 @@ from ultrabench_eval.features.extract import cached_features
 from ultrabench_eval.features.stores import open_task_stores, store_resize
 from ultrabench_eval.models.adapter import Adapter
 from ultrabench_eval.models.factory import make_adapter
-from ultrabench_eval.probes.base import ProbeResult
+from ultrabench_eval.probes.base import Probe, ProbeResult
 from ultrabench_eval.probes.fewshot import Budget
 from ultrabench_eval.probes.metrics import macro_f1
-from ultrabench_eval.protocols.bench import check, plan_fits, split_features
+from ultrabench_eval.protocols.bench import (
+    check,
+    make_probe,
+    plan_fits,
+    probe_device,
+    split_features,
+)
 from ultrabench_eval.protocols.bench import inputs_digest as bench_inputs_digest
 from ultrabench_eval.protocols.config import DEFAULT_REFERENCE, BenchConfig
 from ultrabench_eval.protocols.reuse import Expected, reusable_records
-from ultrabench_eval.results.build import SeedResult, build_record
+from ultrabench_eval.results.build import SeedResult, build_record, run_stages
 from ultrabench_eval.results.record import ResultRecord, protocol_id, write_record
 
 FULL = Budget(fraction=1.0)  # the protocol trains on every clean training label
@@ -112,10 +117,11 @@ def _run_task(
     )
     store_s = round(time.perf_counter() - started, 3)
     clean_digest = bench_inputs_digest(adapter, pooling, dataset, stores, cfg, FULL)
-    expected = {"clean": Expected(protocol_id(cfg.probe, FULL), clean_digest)}
+    options = cfg.probe_options
+    expected = {"clean": Expected(protocol_id(cfg.probe, FULL, options=options), clean_digest)}
     for view in views:
         expected[view.label] = Expected(
-            protocol_id(cfg.probe, FULL, view.label), view_digest(clean_digest, view)
+            protocol_id(cfg.probe, FULL, view.label, options), view_digest(clean_digest, view)
         )
     existing = reusable_records(cfg, adapter.name, card.name, expected)
     order = list(expected)
@@ -123,7 +129,8 @@ def _run_task(
         return [(existing[label], True) for label in order]
 
     timings: dict[str, Any] = {"load_s": round(load_s, 3), "store_s": store_s, "features_s": {}}
-    features, cached = split_features(adapter, card, stores, pooling, cfg, timings)
+    extracted_on: set[str] = set()
+    features, cached = split_features(adapter, card, stores, pooling, cfg, timings, extracted_on)
     tests = [features["test"]]
     for view in views:
         found = cached_features(
@@ -137,12 +144,15 @@ def _run_task(
         )
         timings["features_s"][f"test/{view.label}"] = round(found.seconds, 3)
         cached = cached and found.from_cache
+        extracted_on.add(found.device or "unknown")
         tests.append(found.features[pooling])
     timings["features_cached"] = cached
 
     labels = {name: dataset.splits[name].labels for name in SPLITS}
     started = time.perf_counter()
-    per_view = fit_once(cfg, card.num_classes, features, labels, tests)
+    probe = make_probe(cfg)
+    stages = run_stages(adapter, extracted_on, probe_device(probe))
+    per_view = fit_once(cfg, card.num_classes, features, labels, tests, probe)
     timings["probe_s"] = round(time.perf_counter() - started, 3)
     out = []
     for label, view, per_seed in zip(order, [None, *views], per_view, strict=True):
@@ -161,6 +171,7 @@ def _run_task(
             timings={**timings, "features_s": dict(timings["features_s"])},
             inputs_sha256=expected[label].inputs_sha256,
             view=view,
+            stages=stages,
         )
         out.append((record, False))
     return out
@@ -179,11 +190,12 @@ def fit_once(
     features: dict[str, np.ndarray],
     labels: dict[str, np.ndarray],
     tests: list[np.ndarray],
+    probe: Probe | None = None,
 ) -> list[list[SeedResult]]:
     """Fit the probe once per seed on clean train (chosen on clean validation) and predict every
     test set in `tests` with it: per test set, (seed, train size, result) per seed, as the bench
-    builds records from."""
-    probe = PROBES.get(cfg.probe)(**{"device": cfg.device, **cfg.probe_options})
+    builds records from. `probe` defaults to the bench's (`make_probe`)."""
+    probe = probe or make_probe(cfg)
     train_y, test_y = labels["train"], labels["test"]
     plan = plan_fits([FULL], cfg.seeds, train_y, n_classes, probe.uses_seed)
     fitted = probe.fit_predict_subsets(

@@ -13,6 +13,12 @@ import numpy as np
 
 from ultrabench_eval.corruptions.views import View
 from ultrabench_eval.data.dataset import Dataset
+from ultrabench_eval.features.cache_identity import (
+    extraction_options,
+    feature_fingerprint,
+    package_digest,
+    precision_for,
+)
 from ultrabench_eval.features.extract import versions
 from ultrabench_eval.features.feature_cache import ids_hash
 from ultrabench_eval.models.adapter import Adapter
@@ -52,9 +58,11 @@ def build_record(
     timings: dict[str, Any],
     inputs_sha256: str,
     view: View | None = None,
+    stages: dict[str, Any] | None = None,
 ) -> ResultRecord:
     """The record of one model x task x label budget (x corrupted view, when `view` is given),
-    as its file reads back (JSON types: lists, plain strings and numbers)."""
+    as its file reads back (JSON types: lists, plain strings and numbers). `stages`: where
+    each stage ran (`run_stages`)."""
     card = dataset.card
     test = dataset.splits["test"]
     scores = np.array([s.result.test_macro_f1 for s in per_seed], dtype=np.float64)
@@ -76,9 +84,10 @@ def build_record(
             dataset=card.dataset,
             classes=list(card.classes),
             split_sizes={name: len(split) for name, split in dataset.splits.items()},
+            allow_overlap=None if dataset.overlap is None else list(dataset.overlap),
         ),
         protocol=ProtocolPart(
-            id=protocol_id(probe, budget, view.label if view else "clean"),
+            id=protocol_id(probe, budget, view.label if view else "clean", probe_options),
             probe=probe,
             probe_options=probe_options,
             budget=budget.label,
@@ -110,11 +119,27 @@ def build_record(
         timings=timings,
         versions=versions(),
         git_revision=git_revision(),
+        code_sha256=package_digest(),
+        stages=stages,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
     # probe settings and versions come as tuples and str subclasses: normalised once here, so
     # the record a run returns equals the one read from its file
     return ResultRecord.from_dict(json.loads(json.dumps(record.to_dict())))
+
+
+def run_stages(adapter: Adapter, extracted_on: set[str], probe_device: str) -> dict[str, Any]:
+    """Where each stage of a record ran: the device(s) that computed its features (a cached
+    file's own), at which precision and with which speed-ups, and the probe's device."""
+    return {
+        "extraction": {
+            "device": ", ".join(sorted(extracted_on)) or None,
+            "precision": precision_for(adapter.device),
+            **extraction_options(adapter),
+            "features_fingerprint": feature_fingerprint(adapter),
+        },
+        "probe": {"device": probe_device},
+    }
 
 
 def _corruption(view: View) -> CorruptionPart:

@@ -9,9 +9,12 @@ reads as None, and `to_dict` writes it as null). Readers use the accessors (`mod
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
+import math
 import re
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +23,7 @@ from ultrabench_eval.core import atomic
 from ultrabench_eval.core.errors import UserError
 from ultrabench_eval.core.naming import safe_name
 from ultrabench_eval.probes.fewshot import Budget
+from ultrabench_eval.probes.options import NUMBER_NEUTRAL_OPTIONS
 
 SCHEMA = "ultrabench-eval/result/1"
 CLEAN = "clean"
@@ -43,6 +47,8 @@ class TaskPart:
     dataset: str | None = None
     classes: list[str] | None = None
     split_sizes: dict[str, int] | None = None
+    # run with --allow-overlap: what the splits share (empty: nothing); None: overlap refused
+    allow_overlap: list[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -107,6 +113,8 @@ class ResultRecord:
     git_revision: str | None = None
     created: str | None = None
     schema: str = SCHEMA
+    code_sha256: str | None = None  # the package's source digest: code identity without git
+    stages: dict[str, Any] | None = None  # where extraction and probe ran, at which precision
 
     # -- what readers ask ----------------------------------------------------------------------
 
@@ -202,6 +210,8 @@ class ResultRecord:
                 corruption_parameters=c.parameters,
             )
         hyperparameters = self.hyperparameters_per_seed
+        # fields added after schema 1 began: written only when set, so older files round-trip
+        later = {"code_sha256": self.code_sha256, "stages": self.stages}
         return {
             "schema": self.schema,
             "inputs_sha256": self.inputs_sha256,
@@ -218,6 +228,12 @@ class ResultRecord:
                 "dataset": self.task.dataset,
                 "classes": self.task.classes,
                 "split_sizes": self.task.split_sizes,
+                # only a run with --allow-overlap says so: other records stay as they were
+                **(
+                    {"allow_overlap": self.task.allow_overlap}
+                    if self.task.allow_overlap is not None
+                    else {}
+                ),
             },
             "protocol": protocol,
             "scores": {
@@ -241,6 +257,7 @@ class ResultRecord:
             "timings": self.timings,
             "versions": self.versions,
             "git_revision": self.git_revision,
+            **{k: v for k, v in later.items() if v is not None},
             "created": self.created,
         }
 
@@ -295,15 +312,16 @@ class _Parser:
                 dataset=self.optional(task, "dataset", str),
                 classes=self.optional(task, "classes", list),
                 split_sizes=self.optional(task, "split_sizes", dict),
+                allow_overlap=self.optional(task, "allow_overlap", list),
             ),
             protocol=self.protocol(protocol),
             scores=Scores(
                 mean=self.required(scores, "scores.mean", (int, float)),
                 std=self.required(scores, "scores.std", (int, float)),
                 metric=self.optional(scores, "metric", str),
-                per_seed=self.optional(scores, "per_seed", list),
-                val_per_seed=self.optional(scores, "val_per_seed", list),
-                ci95=self.optional(scores, "ci95", list),
+                per_seed=self.numbers(scores, "per_seed"),
+                val_per_seed=self.numbers(scores, "val_per_seed"),
+                ci95=self.numbers(scores, "ci95"),
                 bootstrap_draws=self.optional(scores, "bootstrap_draws", int),
             ),
             test=TestPart(
@@ -318,6 +336,8 @@ class _Parser:
             timings=self.optional(data, "timings", dict),
             versions=self.optional(data, "versions", dict),
             git_revision=self.optional(data, "git_revision", str),
+            code_sha256=self.optional(data, "code_sha256", str),
+            stages=self.optional(data, "stages", dict),
             created=self.optional(data, "created", str),
         )
 
@@ -374,17 +394,64 @@ class _Parser:
                 kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
             )
             raise self.fail(f"'{key}' should be {names}, not {json.dumps(value)[:40]}")
+        if isinstance(value, float) and not math.isfinite(value):
+            # NaN compares False with everything: it would sort, rank and pass checks silently
+            raise self.fail(f"'{key}' should be a finite number, not {value}")
         return value
+
+    def numbers(self, data: dict[str, Any] | None, key: str) -> list[float] | None:
+        """An optional list of finite numbers (per-seed scores, an interval)."""
+        values = self.optional(data, key, list)
+        for i, value in enumerate(values or []):
+            self._checked(value, f"{key}[{i}]", (int, float))
+        return values
 
 
 # -- files -------------------------------------------------------------------------------------
 
 
-def protocol_id(probe: str, budget: Budget, view: str = CLEAN) -> str:
-    """`us-jepa-2026`, `linear@10%`, `knn@5-shot`, `linear/gaussian-noise-s3-seed0`: a record's
-    protocol (probe, label budget unless all labels, view unless clean)."""
-    out = probe if budget.is_full else f"{probe}@{budget.label}"
+def protocol_id(
+    probe: str, budget: Budget, view: str = CLEAN, options: Mapping[str, Any] | None = None
+) -> str:
+    """`us-jepa-2026`, `linear@10%`, `knn@5-shot`, `linear/gaussian-noise-s3-seed0`,
+    `us-jepa-2026+max_epochs=1`: a record's protocol (probe, its options unless none changes
+    the numbers, label budget unless all labels, view unless clean)."""
+    out = probe + options_label(options)
+    out = out if budget.is_full else f"{out}@{budget.label}"
     return out if view == CLEAN else f"{out}/{view}"
+
+
+# A value written as is in a protocol id: characters safe in a file name, no `+` or `=` (they
+# separate options), and a text value that cannot be read as a number or a JSON word.
+_PLAIN_VALUE = re.compile(r"^[A-Za-z0-9._-]{1,24}$")
+_PLAIN_TEXT = re.compile(r"^[A-Za-z_][A-Za-z0-9._-]*$")
+_JSON_WORDS = ("true", "false", "null", "NaN", "Infinity")
+
+
+def options_label(options: Mapping[str, Any] | None) -> str:
+    """The part of a protocol id that names a probe variant: `""` for the default protocol (no
+    option, or only options such as `device` that do not change the numbers),
+    `+max_epochs=1+standardize=true` when every value is short and plain, else
+    `+options-<digest>` (a list of Cs, say). Stable: keys sorted, values written as JSON."""
+    chosen = {k: v for k, v in (options or {}).items() if k not in NUMBER_NEUTRAL_OPTIONS}
+    if not chosen:
+        return ""
+    texts = {key: _plain_text(chosen[key]) for key in sorted(chosen)}
+    if all(text is not None and _PLAIN_TEXT.match(key) for key, text in texts.items()):
+        return "".join(f"+{key}={text}" for key, text in texts.items())
+    canonical = json.dumps(chosen, sort_keys=True, default=str)
+    digest = hashlib.sha256(canonical.encode()).hexdigest()
+    return f"+options-{digest[:10]}"
+
+
+def _plain_text(value: Any) -> str | None:
+    """How `value` reads in a protocol id, or None when it cannot be written plainly there."""
+    if isinstance(value, str):
+        plain = _PLAIN_TEXT.match(value) and value not in _JSON_WORDS
+    else:
+        value = json.dumps(value, default=str)
+        plain = isinstance(json.loads(value), (bool, int, float))
+    return value if plain and _PLAIN_VALUE.match(value) else None
 
 
 def record_path(results_root: Path, model: str, task: str, protocol: str) -> Path:
@@ -406,7 +473,7 @@ def read_records(results_root: Path) -> list[ResultRecord]:
     for path in sorted(root.rglob("*.json")):
         try:
             data = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise UserError(f"cannot read result record {path}: {exc}") from None
         if isinstance(data, dict) and data.get("schema") == SCHEMA:
             records.append(ResultRecord.from_dict(data, str(path)))

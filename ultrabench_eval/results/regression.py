@@ -11,6 +11,7 @@ better, or that the baseline does not have, are reported and do not fail.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,7 +63,12 @@ def write_baseline(path: Path, records: list[ResultRecord]) -> dict[str, Any]:
     if not records:
         raise UserError("no result records to make a baseline from: run `ubench bench` first")
     baseline = make_baseline(records)
-    atomic.write_json(path, baseline)
+    try:
+        atomic.write_json(path, baseline)
+    except OSError as exc:
+        raise UserError(
+            f"cannot write baseline {path}: {exc.strerror or exc} (pass a writable --baseline)"
+        ) from None
     return baseline
 
 
@@ -78,10 +84,46 @@ def read_baseline(path: Path) -> dict[str, Any]:
         raise UserError(f"cannot read baseline {path}: {exc}") from None
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         raise UserError(f"{path} is not a ubench baseline (schema {SCHEMA})")
-    for i, cell in enumerate(data.get("cells", [])):
-        if not all(k in cell for k in ("model", "task", "protocol", "mean", "std")):
-            raise UserError(f"{path}: cell {i} lacks model, task, protocol, mean or std")
+    cells = data.get("cells")
+    if not isinstance(cells, list) or not cells:
+        # a baseline with nothing to compare would pass every run: it cannot be the intent
+        raise UserError(
+            f"{path}: 'cells' must be a non-empty list of baseline cells, got "
+            f"{_shown(cells)} (rewrite it with `ubench check --update --baseline {path}`)"
+        )
+    for i, cell in enumerate(cells):
+        problem = _cell_problem(cell)
+        if problem:
+            raise UserError(
+                f"{path}: cell {i} {problem} (fix it, or rewrite the baseline with "
+                "`ubench check --update`)"
+            )
     return data
+
+
+def _cell_problem(cell: Any) -> str:
+    """What is wrong with one baseline cell ("" when nothing)."""
+    if not isinstance(cell, dict):
+        return f"must be an object, got {_shown(cell)}"
+    for key in ("model", "task", "protocol"):
+        if not isinstance(cell.get(key), str):
+            return f"'{key}' must be text, got {_shown(cell.get(key))}"
+    for key in ("mean", "std"):
+        if not is_finite_number(cell.get(key)):
+            # NaN compares False with everything: a NaN mean could never count as a drop
+            return f"'{key}' must be a finite number, got {_shown(cell.get(key))}"
+    if cell.get("setup") is not None and not isinstance(cell["setup"], dict):
+        return f"'setup' must be an object, got {_shown(cell['setup'])}"
+    return ""
+
+
+def is_finite_number(value: Any) -> bool:
+    """A real, finite number (JSON `true` is not a number; NaN and infinity are not finite)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _shown(value: Any) -> str:
+    return "nothing" if value is None else json.dumps(value)[:40]
 
 
 @dataclass(frozen=True)
@@ -118,13 +160,13 @@ def check(
         raise UserError("give --tolerance or --tolerance-std, not both")
     if tolerance_std is None and tolerance is None:
         tolerance = DEFAULT_TOLERANCE
-    if (tolerance is not None and tolerance < 0) or (
-        tolerance_std is not None and tolerance_std < 0
-    ):
-        raise UserError("a tolerance must not be negative")
+    for flag, value in (("--tolerance", tolerance), ("--tolerance-std", tolerance_std)):
+        # NaN compares False with everything: a NaN tolerance could never fail the check
+        if value is not None and not (is_finite_number(value) and value >= 0):
+            raise UserError(f"{flag} must be a finite number at least 0, got {value}")
     current = {cell_key(c): c for c in (cell_of(r) for r in records)}
     out = []
-    for cell in baseline.get("cells", []):
+    for cell in baseline["cells"]:
         key = cell_key(cell)
         allowed = tolerance if tolerance is not None else tolerance_std * float(cell["std"])
         now = current.get(key)
@@ -144,7 +186,7 @@ def check(
         out.append(
             CellCheck(*key, cell["mean"], cell["std"], now["mean"], allowed, status, differs)
         )
-    known = {cell_key(c) for c in baseline.get("cells", [])}
+    known = {cell_key(c) for c in baseline["cells"]}
     return out, sorted(set(current) - known)
 
 
