@@ -1,8 +1,10 @@
+import errno
 import json
 
 import pytest
 
 from ultrabench_eval.core import atomic
+from ultrabench_eval.core.errors import UserError
 
 
 def test_replace_and_no_temporaries(tmp_path):
@@ -36,3 +38,14 @@ def test_written_files_have_ordinary_permissions(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask
+
+
+def test_a_full_disk_is_one_user_error_and_leaves_no_temporary_file(tmp_path):
+    def fill_the_disk(path):
+        path.write_bytes(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    target = tmp_path / "record.json"
+    with pytest.raises(UserError, match=r"cannot write .*record\.json: No space left on device"):
+        atomic.write_with(target, fill_the_disk)
+    assert list(tmp_path.iterdir()) == []

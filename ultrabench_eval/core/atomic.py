@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -9,6 +10,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from ultrabench_eval.core.errors import UserError
+
+# A full or read-only disk is the user's to fix: one line, not a traceback.
+_DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
 
 
 @contextmanager
@@ -26,6 +32,14 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         with open(tmp_path, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp_path, path)
+    except OSError as exc:
+        tmp_path.unlink(missing_ok=True)
+        if exc.errno in _DISK_ERRORS:
+            raise UserError(
+                f"cannot write {path}: {exc.strerror}; free some space or point the run at "
+                "another folder (--results, --cache)"
+            ) from exc
+        raise
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
