@@ -14,12 +14,13 @@ from ultrabench_eval.results.record import ResultRecord, Scores
 
 
 def render_fewshot(records: list[ResultRecord]) -> str:
-    """One table per (model, probe): a row per label budget, smallest first, tasks as columns."""
+    """One table per (model, probe with its options): a row per label budget, smallest first,
+    tasks as columns."""
     if not records:
         return "no result records\n"
     groups: dict[tuple[str, str], list[ResultRecord]] = defaultdict(list)
     for record in records:
-        groups[(record.model_name, record.probe)].append(record)
+        groups[(record.model_name, record.probe_variant)].append(record)
     parts = []
     for (model, probe), group in groups.items():
         tasks = sorted({r.task_name for r in group})

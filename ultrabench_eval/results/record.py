@@ -135,6 +135,12 @@ class ResultRecord:
         return self.protocol.probe
 
     @property
+    def probe_variant(self) -> str:
+        """The probe with the options that change its numbers (`us-jepa-2026+max_epochs=1`):
+        the protocol id before its budget and view, which option values never contain."""
+        return re.split(r"[@/]", self.protocol_id, maxsplit=1)[0]
+
+    @property
     def view(self) -> str:
         return self.protocol.view
 

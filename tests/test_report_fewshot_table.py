@@ -1,0 +1,43 @@
+"""The few-shot view: one table per model and probe variant, a row per label budget."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from result_records import make_record
+
+from ultrabench_eval.report.fewshot_table import render_fewshot
+
+
+def _variant(record, options: dict, suffix: str):
+    """The same record as fitted with probe options that change its numbers."""
+    budget = record.protocol_id[len(record.probe) :]
+    protocol = dataclasses.replace(
+        record.protocol, id=f"{record.probe}{suffix}{budget}", probe_options=options
+    )
+    return dataclasses.replace(record, protocol=protocol)
+
+
+def test_rows_are_fractions_smallest_first_then_shots():
+    records = [
+        make_record("m", "t", 70.0, fraction=1.0),
+        make_record("m", "t", 40.0, fraction=0.1),
+        make_record("m", "t", 30.0, shots=5),
+    ]
+    text = render_fewshot(records)
+    rows = [line.split("|")[1].strip() for line in text.splitlines() if line.startswith("| ")]
+    assert rows == ["labels", "10 %", "100 %", "5-shot"]
+    assert text.count("### ") == 1
+
+
+def test_a_probe_variant_gets_its_own_table():
+    default = [make_record("m", "t", 70.0), make_record("m", "t", 40.0, fraction=0.1)]
+    variant = [_variant(r, {"max_iter": 5}, "+max_iter=5") for r in default]
+    variant = [
+        dataclasses.replace(v, scores=dataclasses.replace(v.scores, mean=11.0)) for v in variant
+    ]
+    text = render_fewshot(default + variant)
+    assert text.count("### ") == 2
+    assert "### linear+max_iter=5, m:" in text and "### linear, m:" in text
+    own = text.split("### linear+max_iter=5, m:")[1]
+    assert "11.0" in own and "70.0" not in own
