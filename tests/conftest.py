@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ultrabench_eval.core.registry import TASKS
 from ultrabench_eval.data.task_card import TaskCard
 
 
@@ -68,3 +69,13 @@ def make_dataset(
         group_field="patient",
         split_sizes=dict(counts),
     )
+
+
+def card_folder(folder, name, dataset, monkeypatch=None):
+    """A task-card folder holding one card; with monkeypatch, made the UBENCH_TASKS folder."""
+    folder.mkdir()
+    (folder / f"{name}.yaml").write_text(f"name: {name}\ndataset: {dataset}\nclasses: [a, b]\n")
+    if monkeypatch is not None:
+        monkeypatch.setenv("UBENCH_TASKS", str(folder))
+        monkeypatch.setattr(TASKS, "_populated", False)  # read the cards again
+    return folder

@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import make_dataset
+from conftest import card_folder, make_dataset
 
 from ultrabench_eval.cli.parser import main
 
@@ -39,21 +39,9 @@ def test_probes_and_corruptions(capsys):
     assert "gaussian-noise" in _run(capsys, "corruptions")[1]
 
 
-def _card_folder(folder, name, dataset, monkeypatch=None):
-    """A task-card folder holding one card; with monkeypatch, made the UBENCH_TASKS folder."""
-    folder.mkdir()
-    (folder / f"{name}.yaml").write_text(f"name: {name}\ndataset: {dataset}\nclasses: [a, b]\n")
-    if monkeypatch is not None:
-        from ultrabench_eval.core.registry import TASKS
-
-        monkeypatch.setenv("UBENCH_TASKS", str(folder))
-        monkeypatch.setattr(TASKS, "_populated", False)  # read the cards again
-    return folder
-
-
 def test_bench_on_a_card_from_the_environment(capsys, tmp_path, monkeypatch):
     card = make_dataset(tmp_path / "data", counts={"train": 12, "validation": 6, "test": 8})
-    _card_folder(tmp_path / "cards", card.name, card.dataset, monkeypatch)
+    card_folder(tmp_path / "cards", card.name, card.dataset, monkeypatch)
     code, out, err = _run(
         capsys,
         "bench",
@@ -83,7 +71,7 @@ def test_bench_on_a_card_from_the_environment(capsys, tmp_path, monkeypatch):
 
 def test_fewshot_table_has_a_row_per_budget(capsys, tmp_path, monkeypatch):
     card = make_dataset(tmp_path / "data", counts={"train": 16, "validation": 6, "test": 8})
-    _card_folder(tmp_path / "cards", card.name, card.dataset, monkeypatch)
+    card_folder(tmp_path / "cards", card.name, card.dataset, monkeypatch)
     common = [
         "--model",
         "pixels",
@@ -137,7 +125,7 @@ def test_user_errors_are_one_line_and_exit_2(capsys, tmp_path, argv, message):
 
 
 def test_missing_dataset_folder_says_how_to_fix(capsys, tmp_path, monkeypatch):
-    _card_folder(tmp_path / "cards", "real", "real_v1", monkeypatch)
+    card_folder(tmp_path / "cards", "real", "real_v1", monkeypatch)
     code, _, err = _run(
         capsys,
         "bench",
@@ -156,7 +144,7 @@ def test_missing_dataset_folder_says_how_to_fix(capsys, tmp_path, monkeypatch):
 def test_unreadable_image_exits_2_without_traceback_or_results(tmp_path):
     card = make_dataset(tmp_path / "data")
     (tmp_path / "data" / card.dataset / "images" / "test_001.png").write_bytes(b"broken")
-    cards = _card_folder(tmp_path / "cards", card.name, card.dataset)
+    cards = card_folder(tmp_path / "cards", card.name, card.dataset)
     env = {
         **os.environ,
         "UBENCH_TASKS": str(cards),
@@ -204,7 +192,7 @@ def test_bad_flag_is_one_line_and_exit_2():
 
 def _toy_bench_argv(tmp_path, monkeypatch, *extra):
     card = make_dataset(tmp_path / "data", counts={"train": 8, "validation": 4, "test": 4})
-    _card_folder(tmp_path / "cards", card.name, card.dataset, monkeypatch)
+    card_folder(tmp_path / "cards", card.name, card.dataset, monkeypatch)
     return [
         "bench",
         "--model",

@@ -4,7 +4,7 @@ the default protocol."""
 import json
 
 import torch
-from conftest import make_dataset
+from conftest import card_folder, make_dataset
 
 from ultrabench_eval.cli.parser import main
 from ultrabench_eval.core.registry import TASKS
@@ -12,12 +12,8 @@ from ultrabench_eval.core.registry import TASKS
 
 def _cards(tmp_path, monkeypatch):
     card = make_dataset(tmp_path / "data", counts={"train": 12, "validation": 6, "test": 8})
-    folder = tmp_path / "cards"
-    folder.mkdir()
-    (folder / "toy.yaml").write_text(f"name: toy\ndataset: {card.dataset}\nclasses: [a, b]\n")
-    monkeypatch.setenv("UBENCH_TASKS", str(folder))
+    card_folder(tmp_path / "cards", card.name, card.dataset, monkeypatch)
     monkeypatch.setattr(TASKS, "_entries", {})
-    monkeypatch.setattr(TASKS, "_populated", False)
 
 
 def _bench(tmp_path, *extra):

@@ -37,9 +37,8 @@ def entries(cache_root: Path) -> list[Entry]:
     for sidecar in sorted((root / "features").glob("*/*/*/*.json")):
         if "." in sidecar.stem:  # <view>.partial / <view>.shard0of2: work in progress
             continue
-        try:
-            meta = json.loads(sidecar.read_text())
-        except (OSError, json.JSONDecodeError):
+        meta = _read_meta(sidecar)
+        if meta is None:
             continue
         detail = {
             "fingerprint": meta.get("fingerprint"),
@@ -52,9 +51,8 @@ def entries(cache_root: Path) -> list[Entry]:
         tensors = sidecar.with_suffix(".safetensors")
         found.append(Entry("features", str(meta.get("model")), detail, (tensors, sidecar)))
     for meta_path in sorted((root / "images").glob("*/*/meta.json")):
-        try:
-            meta = json.loads(meta_path.read_text())
-        except (OSError, json.JSONDecodeError):
+        meta = _read_meta(meta_path)
+        if meta is None:
             continue
         detail = {
             "split": meta.get("split"),
@@ -66,6 +64,15 @@ def entries(cache_root: Path) -> list[Entry]:
     for folder in sorted(p for p in (root / "images").glob("*") if p.is_dir()):
         found += [_unfinished(folder.name, tmp) for tmp in stale_temp_dirs(folder)]
     return found
+
+
+def _read_meta(path: Path) -> dict | None:
+    """A cache entry's JSON description; None for one being written or damaged (not listed)."""
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return meta if isinstance(meta, dict) else None
 
 
 def _unfinished(dataset: str, tmp: Path) -> Entry:
