@@ -2,6 +2,7 @@
 PNGs by their bit depth, image stores checked on open, and the environment (disk, cache,
 results)."""
 
+import dataclasses
 import json
 import os
 import shutil
@@ -102,6 +103,14 @@ def test_overlap_by_path_content_and_group_is_refused(toy, tmp_path):
     allowed = open_dataset(card, data, overlap="allow", digest_cache=tmp_path / "cache")
     assert allowed.overlap is not None and len(allowed.overlap) == 3
     assert open_dataset(card, data).overlap is None  # the default does not look
+
+
+def test_a_group_field_no_record_has_is_refused_not_ignored(toy, tmp_path):
+    card, data, _ = toy
+    misspelt = dataclasses.replace(card, group_field="patiend")
+    with pytest.raises(DatasetError, match=r"no record has the card's group field 'patiend'"):
+        open_dataset(misspelt, data, overlap="refuse", digest_cache=tmp_path / "cache")
+    open_dataset(misspelt, data)  # readers that do not check overlap are not stopped
 
 
 def test_a_clean_task_has_no_overlap_and_digests_are_read_once(toy, tmp_path, monkeypatch):

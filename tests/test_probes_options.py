@@ -82,3 +82,17 @@ def test_registered_probes_reject_unknown_options() -> None:
         with pytest.raises(TypeError, match="unknown field"):
             PROBES.get(name)(no_such_option=1)
     assert LinearProbe().device.type in ("cpu", "cuda")
+
+
+@pytest.mark.parametrize(
+    ("probe", "options"),
+    [
+        ("mlp", {"lr": float("inf")}),
+        ("us-jepa-2026", {"weight_decay": float("inf")}),
+        ("linear", {"tol": float("inf")}),
+        ("linear", {"Cs": [1.0, float("inf")]}),
+    ],
+)
+def test_an_infinite_number_is_refused(probe, options) -> None:
+    with pytest.raises(ValueError, match=r"finite|inf"):
+        PROBES.get(probe)(**options)

@@ -110,6 +110,15 @@ def open_dataset(
         raise DatasetError(root, problems)
     if overlap == "ignore":
         return Dataset(card, root, splits)
+    if card.group_field and all(r.group is None for s in splits.values() for r in s.records):
+        # a misspelt group field would silently switch the patient-overlap check off
+        raise DatasetError(
+            root,
+            [
+                f"no record has the card's group field '{card.group_field}': correct "
+                "`group_field` in the card, or remove it if the task has no groups"
+            ],
+        )
     from ultrabench_eval.data.overlap import find_overlap
 
     found = find_overlap(card, splits, digest_cache if check_files else None, check_files)

@@ -30,8 +30,9 @@ __all__ = [
 
 T = TypeVar("T")
 
-# `__pydantic_config__` of an options dataclass: an option it does not declare is an error.
-FORBID_UNKNOWN: dict[str, Any] = {"extra": "forbid"}
+# `__pydantic_config__` of an options dataclass: an option it does not declare is an error, and
+# so is an infinite or NaN number (`lr=inf` trains and scores garbage; no option needs it).
+FORBID_UNKNOWN: dict[str, Any] = {"extra": "forbid", "allow_inf_nan": False}
 
 # Options that choose where a probe runs, not what it computes: they do not name a protocol
 # variant (`results.record.protocol_id`), so a record fitted on the CPU and one fitted on a GPU
