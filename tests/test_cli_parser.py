@@ -110,3 +110,18 @@ def test_probe_options_are_yaml_values_and_flags_join_them():
         "backend": "sklearn",
         "class_weight": "balanced",
     }
+
+
+def test_a_reader_that_stops_early_is_no_traceback(monkeypatch, capsys):
+    import io
+    import os
+    import sys
+
+    class ClosedPipe(io.StringIO):
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    monkeypatch.setattr(os, "dup2", lambda *args: None)  # keep the test's own stdout
+    assert main(["tasks"]) == 141
+    assert capsys.readouterr().err == ""

@@ -7,6 +7,8 @@ this module puts them together and runs the one asked for.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -63,6 +65,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("ubench: interrupted; finished work is kept, run again to resume\n")
         return 130
+    except BrokenPipeError:
+        # the reader went away (`ubench tasks | head`): stop quietly, as other tools do; stdout
+        # points at /dev/null so the interpreter's final flush does not fail again
+        with contextlib.suppress(OSError, ValueError):  # a stdout that is not a file
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":  # pragma: no cover
