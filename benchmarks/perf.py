@@ -28,6 +28,7 @@ import torch
 from PIL import Image
 
 from ultrabench_eval.core import atomic
+from ultrabench_eval.core.device import resolve_device
 from ultrabench_eval.core.registry import TASKS
 from ultrabench_eval.data.dataset import Split, open_dataset
 from ultrabench_eval.data.image_store import open_store
@@ -36,7 +37,6 @@ from ultrabench_eval.features.extract import (
     autocast_for,
     cached_features,
     extract,
-    resolve_device,
     versions,
 )
 from ultrabench_eval.features.stores import store_resize

@@ -25,10 +25,10 @@ import numpy as np
 import torch
 
 from benchmarks.perf import machine, write_figures
+from ultrabench_eval.core.device import resolve_device
 from ultrabench_eval.core.registry import CORRUPTIONS
 from ultrabench_eval.corruptions.presets import PRESETS
 from ultrabench_eval.corruptions.views import View
-from ultrabench_eval.features.extract import resolve_device
 
 REPEATS = 3
 

@@ -7,12 +7,13 @@ import pytest
 import torch
 from conftest import make_dataset
 
+from ultrabench_eval.core.device import resolve_device
 from ultrabench_eval.core.errors import UserError
 from ultrabench_eval.core.registry import TASKS
 from ultrabench_eval.corruptions.views import View
 from ultrabench_eval.data.dataset import open_dataset
 from ultrabench_eval.data.image_store import open_store
-from ultrabench_eval.features.extract import cached_features, extract, feature_key, resolve_device
+from ultrabench_eval.features.extract import cached_features, extract, feature_key
 from ultrabench_eval.features.feature_cache import CacheKey
 from ultrabench_eval.models.adapter import Adapter, InputSpec, ModelInfo
 

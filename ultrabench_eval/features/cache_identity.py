@@ -16,12 +16,12 @@ import contextlib
 import functools
 import hashlib
 import importlib.metadata
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ultrabench_eval.core.digests import json_digest
 from ultrabench_eval.core.registry import CORRUPTIONS
 from ultrabench_eval.corruptions.views import View
 from ultrabench_eval.models.adapter import Adapter, file_digest, module_closure, module_digests
@@ -60,7 +60,7 @@ def extraction_options(adapter: Adapter) -> dict[str, bool]:
 
 @functools.cache
 def pipeline_digest() -> str:
-    return _digest(module_digests(set(PIPELINE_MODULES)))
+    return json_digest(module_digests(set(PIPELINE_MODULES)))
 
 
 def view_code_digest(view: View) -> str:
@@ -75,7 +75,7 @@ def view_code_digest(view: View) -> str:
 @functools.cache
 def _corruption_digest(roots: frozenset[str]) -> str:
     modules = {m for m in module_closure(set(roots), {"ultrabench_eval"}) if ".corruptions." in m}
-    return _digest(module_digests(modules))
+    return json_digest(module_digests(modules))
 
 
 def extraction_identity(adapter: Adapter) -> dict[str, Any]:
@@ -91,7 +91,7 @@ def extraction_identity(adapter: Adapter) -> dict[str, Any]:
 
 
 def feature_fingerprint(adapter: Adapter) -> str:
-    return _digest(extraction_identity(adapter))[:16]
+    return json_digest(extraction_identity(adapter))[:16]
 
 
 @functools.cache
@@ -113,7 +113,3 @@ def _version(distribution: str) -> str | None:
         return importlib.metadata.version(distribution)
     except importlib.metadata.PackageNotFoundError:
         return None
-
-
-def _digest(payload: Any) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()

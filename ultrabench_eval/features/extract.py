@@ -16,7 +16,6 @@ import numpy as np
 import torch
 
 import ultrabench_eval
-from ultrabench_eval.core.device import resolve_device as resolve_device  # moved to core
 from ultrabench_eval.core.errors import UserError
 from ultrabench_eval.corruptions.views import View
 from ultrabench_eval.data.image_store import ImageStore

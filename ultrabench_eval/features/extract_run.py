@@ -13,6 +13,7 @@ from typing import Annotated
 
 from annotated_types import MinLen
 
+from ultrabench_eval.core.device import resolve_device
 from ultrabench_eval.core.errors import UserError
 from ultrabench_eval.core.registry import TASKS
 from ultrabench_eval.core.validation import (
@@ -30,7 +31,7 @@ from ultrabench_eval.data.dataset import open_dataset
 from ultrabench_eval.data.image_store import open_store
 from ultrabench_eval.data.task_card import SPLITS, Split
 from ultrabench_eval.features import distributed
-from ultrabench_eval.features.extract import cached_features, resolve_device
+from ultrabench_eval.features.extract import cached_features
 from ultrabench_eval.features.stores import store_resize
 from ultrabench_eval.models.adapter import TorchAdapter
 from ultrabench_eval.models.factory import make_adapter

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 import torch.nn.functional as F
 
+from ultrabench_eval.core.digests import json_digest
+
 if TYPE_CHECKING:
     from ultrabench_eval.models.layouts import CheckpointLayout
 
@@ -194,8 +196,10 @@ def preprocess(images: torch.Tensor, spec: InputSpec) -> torch.Tensor:
 @functools.cache
 def file_digest(path: str) -> str:
     """sha256 of a file's bytes ("" when it cannot be read, e.g. a module without a file)."""
+    from ultrabench_eval.models.weights import file_sha256
+
     try:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        return file_sha256(path)
     except OSError:
         return ""
 
@@ -267,7 +271,7 @@ def adapter_code_digest(cls: type[Adapter]) -> str:
         "modules": module_digests(modules),
         "models": {p.name: file_digest(str(p)) for p in sorted(models_folder.glob("*.py"))},
     }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+    return json_digest(payload)
 
 
 def pil_source_indices(n_in: int, n_out: int) -> list[int]:

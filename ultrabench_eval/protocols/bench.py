@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -13,12 +12,14 @@ import numpy as np
 import torch
 
 import ultrabench_eval
+from ultrabench_eval.core.device import resolve_device
+from ultrabench_eval.core.digests import json_digest
 from ultrabench_eval.core.registry import PROBES, TASKS
 from ultrabench_eval.core.writable import check_writable_folder
 from ultrabench_eval.data.dataset import Dataset, open_dataset
 from ultrabench_eval.data.task_card import SPLITS, TaskCard
 from ultrabench_eval.features.cache_identity import feature_fingerprint, package_digest
-from ultrabench_eval.features.extract import cached_features, resolve_device
+from ultrabench_eval.features.extract import cached_features
 from ultrabench_eval.features.stores import open_task_stores, store_resize
 from ultrabench_eval.models.adapter import Adapter
 from ultrabench_eval.models.factory import make_adapter, pooling_of
@@ -181,7 +182,7 @@ def inputs_digest(
         },
         "protocol": [config.probe, config.probe_options, budget.label, config.seeds],
     }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+    return json_digest(payload)
 
 
 def _labels_hash(ids: list[str], labels: np.ndarray) -> str:

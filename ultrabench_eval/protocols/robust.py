@@ -12,8 +12,6 @@ severities, relative drop, mCE) are computed from the records by `results.robust
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from ultrabench_eval.core import atomic
+from ultrabench_eval.core.digests import json_digest
 from ultrabench_eval.core.errors import UserError
 from ultrabench_eval.corruptions.views import View
 from ultrabench_eval.data.dataset import Dataset
@@ -181,7 +180,7 @@ def view_digest(clean_digest: str, view: View) -> str:
     """A corrupted record's inputs: the clean protocol's and the view (its corruptions, their
     parameters and code version, severity and seed)."""
     payload = {"clean": clean_digest, "view": view.name, "parameters": view.parameters()}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+    return json_digest(payload)
 
 
 def fit_once(
