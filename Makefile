@@ -37,10 +37,12 @@ test: $(DEV_STAMP)
 	$(BIN)/python -m pytest
 	UBENCH=$(BIN)/ubench .ci/bench-check
 
-# Speed figures (JSON under results/perf/): extraction against the model's own forward speed.
+# Speed figures (JSON under results/perf/): extraction against the model's own forward speed,
+# the probes and the image store on real and real-size workloads (benchmarks/workloads.py).
 perf: $(DEV_STAMP)
 	$(BIN)/python -m benchmarks.perf --out results/perf
 	$(BIN)/python -m benchmarks.perf_probes --out results/perf
+	$(BIN)/python -m benchmarks.perf_store --out results/perf
 	$(BIN)/python -m benchmarks.perf_corruptions --out results/perf
 
 lint: $(DEV_STAMP)

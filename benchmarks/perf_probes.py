@@ -1,11 +1,16 @@
-"""`make perf`, the probe half: how fast the probes that make the numbers run.
+"""`make perf`, the probe half: the probes that make the numbers, timed on the workloads users
+have (`benchmarks.workloads`: a real task's features, a Butterfly-size workload with a
+realistic covariance, and Gaussian mixtures for comparison).
 
-- `linear`: the full C sweep (13 values) x 5 seeds, each seed a stratified half of 20,000 x 768
-  features with 9 classes, fitted by the batched torch L-BFGS (all 65 problems at once) and by
-  the scikit-learn backend (one `LogisticRegression` per problem), same tolerance, same
-  selection; the scores must agree.
-- `us-jepa-2026`: 5 seeds x 5 label fractions trained as one batched model, against the same
-  25 problems trained one at a time.
+Per workload:
+
+- `linear`: the C sweep (13 values) on the whole training set, a deterministic problem fitted
+  once; the batched, preconditioned torch L-BFGS against scikit-learn's `LogisticRegression`
+  (one fit per C) at the same tolerance: seconds, the C each selects, the scores, and the
+  iterations per C (scikit-learn's are plain L-BFGS's: they show how ill-conditioned the
+  workload is).
+- `us-jepa-2026`: the published protocol, 5 seeds x 5 label fractions (25 problems) trained
+  as one batched model; on workloads small enough, also the same 25 problems one at a time.
 
 Writes `results/perf/probes-<device>.json`.
 """
@@ -13,122 +18,181 @@ Writes `results/perf/probes-<device>.json`.
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from benchmarks.perf import machine, write_figures
+from benchmarks.workloads import Workload, butterfly_size, gaussian_mixture, real_task
 from ultrabench_eval.core.device import resolve_device
 from ultrabench_eval.probes import LinearProbe, USJepa2026Probe
 from ultrabench_eval.probes.fewshot import DEFAULT_FRACTIONS, Budget
+from ultrabench_eval.probes.linear import LinearOptions
 
 SEEDS = 5
+REAL_MODELS = ("hog", "pixels")
+# Above this many training samples the one-at-a-time loop of the 25 problems is not timed.
+PLAIN_LOOP_MAX_TRAIN = 5_000
 
 
-def mixture(n: int, dim: int, classes: int, seed: int = 0) -> list[np.ndarray]:
-    """Gaussian clusters with overlap (a probe cannot score 100): train, val and test sets."""
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(classes, dim)) * (2.5 / np.sqrt(dim))
-    out = []
-    for size in (n, n // 10, n // 10):
-        y = rng.integers(0, classes, size)
-        out += [(centres[y] + rng.normal(size=(size, dim))).astype(np.float32), y]
+def linear_sweep(work: Workload, device: torch.device, tol: float) -> dict[str, Any]:
+    """The `linear` C sweep on the whole training set, torch against scikit-learn, both at
+    the same tolerance."""
+    everything = [np.arange(len(work.train_y))]
+    out: dict[str, Any] = {}
+    fits = {}
+    for backend in ("torch", "sklearn"):
+        probe = LinearProbe(
+            backend=backend, tol=tol, device=str(device) if backend == "torch" else "cpu"
+        )
+        started = time.perf_counter()
+        (result,) = probe.fit_predict_subsets(
+            work.train_x,
+            work.train_y,
+            everything,
+            work.val_x,
+            work.val_y,
+            work.test_x,
+            work.test_y,
+            n_classes=work.n_classes,
+            seeds=[0],
+        )
+        seconds = time.perf_counter() - started
+        fits[backend] = result
+        out[backend] = {
+            "seconds": round(seconds, 3),
+            "C": result.params["C"],
+            "test_macro_f1": round(result.test_macro_f1, 4),
+            "val_macro_f1": round(result.val_macro_f1, 4),
+            "iterations_per_C": result.params["iterations"],
+            "converged_per_C": result.params["converged"],
+            "val_macro_f1_per_C": [round(v, 3) for v in result.params["val_macro_f1_per_C"]],
+        }
+    torch_fit, reference = fits["torch"], fits["sklearn"]
+    out.update(
+        {
+            "tol": torch_fit.params["tol"],
+            "Cs": len(torch_fit.params["C_grid"]),
+            "speedup_vs_sklearn": round(out["sklearn"]["seconds"] / out["torch"]["seconds"], 2),
+            "same_C": torch_fit.params["C"] == reference.params["C"],
+            "test_macro_f1_difference": round(
+                abs(torch_fit.test_macro_f1 - reference.test_macro_f1), 4
+            ),
+            "test_predictions_equal": float(np.mean(torch_fit.test_pred == reference.test_pred)),
+        }
+    )
     return out
 
 
-def linear_sweep(device: torch.device, n: int, dim: int, classes: int) -> dict[str, Any]:
-    train_x, train_y, val_x, val_y, test_x, test_y = mixture(n, dim, classes)
-    subsets = [Budget(fraction=0.5).indices(train_y, seed, classes) for seed in range(SEEDS)]
-    timings, scores = {}, {}
-    for backend in ("torch", "sklearn"):
-        probe = LinearProbe(backend=backend, device=str(device) if backend == "torch" else None)
-        started = time.perf_counter()
-        results = probe.fit_predict_subsets(
-            train_x,
-            train_y,
-            subsets,
-            val_x,
-            val_y,
-            test_x,
-            test_y,
-            n_classes=classes,
-            seeds=list(range(SEEDS)),
-        )
-        timings[backend] = time.perf_counter() - started
-        scores[backend] = [(r.params["C"], r.test_macro_f1) for r in results]
-    same_c = all(a[0] == b[0] for a, b in zip(scores["torch"], scores["sklearn"], strict=True))
-    gap = max(abs(a[1] - b[1]) for a, b in zip(scores["torch"], scores["sklearn"], strict=True))
-    return {
-        "features": [n, dim],
-        "classes": classes,
-        "problems": SEEDS * len(LinearProbe().Cs),
-        "torch_seconds": round(timings["torch"], 3),
-        "sklearn_seconds": round(timings["sklearn"], 3),
-        "speedup_vs_sklearn": round(timings["sklearn"] / timings["torch"], 2),
-        "same_C_every_seed": same_c,
-        "max_test_macro_f1_difference": round(gap, 4),
-        "test_macro_f1_torch": [round(s, 3) for _, s in scores["torch"]],
-    }
-
-
-def preset_batched(device: torch.device, n: int, dim: int, classes: int) -> dict[str, Any]:
-    train_x, train_y, val_x, val_y, test_x, test_y = mixture(n, dim, classes, seed=1)
+def preset_protocol(work: Workload, device: torch.device, plain_loop: bool) -> dict[str, Any]:
+    """`us-jepa-2026` over 5 seeds x 5 fractions, batched (and one at a time when asked)."""
     problems = [
-        (Budget(fraction=f).indices(train_y, seed, classes), seed)
+        (Budget(fraction=f).indices(work.train_y, seed, work.n_classes), seed)
         for f in DEFAULT_FRACTIONS
         for seed in range(SEEDS)
     ]
     probe = USJepa2026Probe(device=str(device))
+    data = (work.val_x, work.val_y, work.test_x, work.test_y)
     started = time.perf_counter()
     together = probe.fit_predict_subsets(
-        train_x,
-        train_y,
-        [p[0] for p in problems],
-        val_x,
-        val_y,
-        test_x,
-        test_y,
-        n_classes=classes,
-        seeds=[p[1] for p in problems],
+        work.train_x,
+        work.train_y,
+        [idx for idx, _ in problems],
+        *data,
+        n_classes=work.n_classes,
+        seeds=[seed for _, seed in problems],
     )
-    batched_s = time.perf_counter() - started
-    started = time.perf_counter()
-    alone = [
-        probe.fit_predict(
-            train_x[idx], train_y[idx], val_x, val_y, test_x, test_y, n_classes=classes, seed=seed
-        )
-        for idx, seed in problems
-    ]
-    loop_s = time.perf_counter() - started
-    gap = max(abs(a.test_macro_f1 - b.test_macro_f1) for a, b in zip(together, alone, strict=True))
-    return {
-        "features": [n, dim],
-        "classes": classes,
+    out: dict[str, Any] = {
         "problems": len(problems),
-        "batched_seconds": round(batched_s, 3),
-        "one_at_a_time_seconds": round(loop_s, 3),
-        "speedup_vs_one_at_a_time": round(loop_s / batched_s, 2),
-        "max_test_macro_f1_difference": round(gap, 4),
+        "fractions": list(DEFAULT_FRACTIONS),
+        "seeds": SEEDS,
+        "batched_seconds": round(time.perf_counter() - started, 3),
+        "epochs_run": [int(r.params["epochs_run"]) for r in together],
+        "test_macro_f1_mean_per_fraction": [
+            round(float(np.mean([r.test_macro_f1 for r in together[i : i + SEEDS]])), 3)
+            for i in range(0, len(together), SEEDS)
+        ],
     }
+    if plain_loop:
+        started = time.perf_counter()
+        alone = [
+            probe.fit_predict(
+                work.train_x[idx],
+                work.train_y[idx],
+                *data,
+                n_classes=work.n_classes,
+                seed=seed,
+            )
+            for idx, seed in problems
+        ]
+        loop_s = time.perf_counter() - started
+        out["one_at_a_time_seconds"] = round(loop_s, 3)
+        out["speedup_vs_one_at_a_time"] = round(loop_s / out["batched_seconds"], 2)
+        out["max_test_macro_f1_difference"] = round(
+            max(
+                abs(a.test_macro_f1 - b.test_macro_f1) for a, b in zip(together, alone, strict=True)
+            ),
+            6,
+        )
+    return out
+
+
+def measure(work: Workload, device: torch.device, probes: list[str], tol: float) -> dict[str, Any]:
+    figures: dict[str, Any] = work.describe()
+    if "linear" in probes:
+        figures["linear"] = linear_sweep(work, device, tol)
+    if "us-jepa-2026" in probes:
+        plain = len(work.train_y) <= PLAIN_LOOP_MAX_TRAIN
+        figures["us_jepa_2026"] = preset_protocol(work, device, plain)
+    return figures
+
+
+def workloads(names: list[str], cache: Path) -> list[Workload]:
+    out = []
+    for name in names:
+        if name == "real":
+            out += [real_task(model, cache) for model in REAL_MODELS]
+        elif name == "butterfly-size":
+            out.append(butterfly_size())
+        elif name == "gaussian-mixture":
+            out.append(gaussian_mixture(20_000, 768, 9))
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.perf_probes", description=__doc__)
     parser.add_argument("--out", default="results/perf")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--samples", type=int, default=20_000)
-    parser.add_argument("--dim", type=int, default=768)
-    parser.add_argument("--classes", type=int, default=9)
-    parser.add_argument("--preset-samples", type=int, default=2_000)
+    parser.add_argument(
+        "--workloads",
+        default="real,butterfly-size,gaussian-mixture",
+        help="comma-separated: real, butterfly-size, gaussian-mixture",
+    )
+    parser.add_argument("--probes", default="linear,us-jepa-2026")
+    parser.add_argument(
+        "--tol",
+        type=float,
+        default=LinearOptions.tol,
+        help="the `linear` sweep's tolerance, for both backends (default: the probe's)",
+    )
+    parser.add_argument(
+        "--cache", help="feature cache of the real task (default: a temporary folder)"
+    )
     args = parser.parse_args(argv)
     device = resolve_device(args.device)
-    figures = {
-        **machine(device),
-        "linear": linear_sweep(device, args.samples, args.dim, args.classes),
-        "us_jepa_2026": preset_batched(device, args.preset_samples, args.dim, args.classes),
-    }
+    names = [n.strip() for n in args.workloads.split(",") if n.strip()]
+    probes = [p.strip() for p in args.probes.split(",") if p.strip()]
+    with tempfile.TemporaryDirectory(prefix="ubench-perf-probes-") as scratch:
+        cache = Path(args.cache) if args.cache else Path(scratch)
+        results = []
+        for work in workloads(names, cache):
+            results.append(measure(work, device, probes, args.tol))
+            print(f"{work.name}: done", flush=True)
+    figures = {**machine(device), "workloads": results}
     write_figures(figures, args.out, "probes", device)
     return 0
 

@@ -6,6 +6,7 @@ import pytest
 from conftest import make_dataset
 
 from ultrabench_eval.core.errors import UserError
+from ultrabench_eval.data import image_store, store_build
 from ultrabench_eval.data.dataset import open_dataset
 from ultrabench_eval.data.image_store import decode_record, open_store, read_grayscale, store_dir
 
@@ -79,9 +80,45 @@ def test_undecodable_image_names_the_file_and_writes_nothing(toy):
     assert not parent.exists() or list(parent.iterdir()) == []
 
 
-def test_worker_processes_give_the_same_store(tmp_path):
-    card = make_dataset(tmp_path / "data", counts={"train": 70, "validation": 2, "test": 2})
+@pytest.fixture
+def small_chunks(monkeypatch):
+    """Chunks of 4 images, and a default worker count of 2 from 8 images on: a tiny split
+    still goes through several worker processes."""
+    monkeypatch.setattr(store_build, "CHUNK", 4)
+    monkeypatch.setattr(image_store, "_PARALLEL_MIN_IMAGES", 8)
+    monkeypatch.setattr(store_build, "usable_cpus", lambda: 2)
+
+
+@pytest.mark.parametrize("with_masks", [False, True])
+def test_parallel_build_equals_the_serial_one_byte_for_byte(tmp_path, small_chunks, with_masks):
+    card = make_dataset(
+        tmp_path / "data", counts={"train": 30, "validation": 2, "test": 2}, with_masks=with_masks
+    )
     split = open_dataset(card, tmp_path / "data").splits["train"]
     serial = open_store(split, card.dataset, 24, tmp_path / "c1", workers=1, progress=False)
-    parallel = open_store(split, card.dataset, 24, tmp_path / "c2", workers=2, progress=False)
-    assert serial.content_hash == parallel.content_hash
+    parallel = open_store(split, card.dataset, 24, tmp_path / "c2", workers=0, progress=False)
+    assert serial.build_stats["workers"] == 1 and parallel.build_stats["workers"] == 2
+    for name in ("images.u8", "masks.u8", "meta.json"):
+        assert (serial.root / name).read_bytes() == (parallel.root / name).read_bytes(), name
+
+
+def test_build_stats_after_a_build_none_after_a_reopen(toy):
+    card, dataset, cache = toy
+    split = dataset.splits["train"]
+    stats = open_store(split, card.dataset, 32, cache, progress=False).build_stats
+    assert stats["images"] == len(split) and stats["workers"] == 1
+    for key in ("seconds", "images_per_s", "decode_s", "resize_s", "mask_s", "write_s"):
+        assert stats[key] >= 0, key
+    assert open_store(split, card.dataset, 32, cache, progress=False).build_stats is None
+    meta = json.loads((store_dir(cache, card.dataset, "train", 32) / "meta.json").read_text())
+    assert not {"build_stats", "seconds", "workers"} & set(meta), "no timing in meta.json"
+
+
+def test_undecodable_image_in_a_worker_names_it_and_writes_nothing(tmp_path, small_chunks):
+    card = make_dataset(tmp_path / "data", counts={"train": 16, "validation": 2, "test": 2})
+    split = open_dataset(card, tmp_path / "data").splits["train"]
+    (split.root / split.records[9].image).write_bytes(b"not a png")
+    with pytest.raises(UserError, match=r"cannot decode image .*train_009.png"):
+        open_store(split, card.dataset, 24, tmp_path / "cache", workers=2, progress=False)
+    parent = store_dir(tmp_path / "cache", card.dataset, "train", 24).parent
+    assert list(parent.iterdir()) == []

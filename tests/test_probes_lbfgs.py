@@ -83,3 +83,22 @@ def test_a_problem_already_at_its_minimum_takes_no_step():
     assert int(found.iterations[1]) == 0
     assert torch.equal(found.w[1], start[1])
     assert bool(found.converged.all())
+
+
+def test_an_objective_can_give_the_size_the_stopping_test_reads():
+    """A change of variables w = 2 u: the solver steps in u, but stops on the gradient in w
+    (half the gradient in u), so the same tol means the same accuracy in w."""
+    a, b = quadratics(3, 8)
+    plain = CountingQuadratic(a, b)
+
+    def scaled(u: torch.Tensor, rows: torch.Tensor):
+        f, g_w = plain(2.0 * u, rows)
+        return f, 2.0 * g_w, g_w.abs().amax(dim=1)
+
+    found = minimize_batched(scaled, torch.zeros(3, 8, dtype=torch.float64), tol=1e-9, max_iter=500)
+    assert bool(found.converged.all())
+    _, g_w = plain(2.0 * found.w, torch.arange(3))
+    assert torch.equal(found.size, g_w.abs().amax(dim=1))
+    assert float(found.size.max()) <= 1e-9
+    exact = torch.linalg.solve(a, b.unsqueeze(2)).squeeze(2)
+    assert torch.allclose(2.0 * found.w, exact, atol=1e-7, rtol=0)

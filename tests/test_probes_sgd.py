@@ -1,6 +1,8 @@
 """The batched AdamW probes: each problem equals a plain one-seed training loop."""
 
+import itertools
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -22,58 +24,128 @@ def _mixture(seed=0, n=(120, 60, 80), dim=16, classes=3, sep=1.6):
     return out
 
 
-def plain_loop(train_x, train_y, val_x, val_y, test_x, seed, config=US_JEPA_2026):
-    """What a user writes: nn.Linear, torch.optim.AdamW, CosineAnnealingLR, early stopping."""
+def plain_loop(train_x, train_y, val_x, val_y, test_x, seed, config, n_classes):
+    """What a user writes for one seed: nn.Linear layers (initialised from the seed's
+    generator), torch.optim.AdamW, CosineAnnealingLR, a fresh batch order per epoch, early
+    stopping on validation loss keeping the best epoch's weights. Standardisation (the MLP's)
+    with the training subset's mean and population std."""
     g = torch.Generator().manual_seed(seed)
     x, y = torch.tensor(train_x), torch.tensor(train_y)
-    vx, vy = torch.tensor(val_x), torch.tensor(val_y)
-    layer = torch.nn.Linear(x.shape[1], int(max(train_y.max(), val_y.max())) + 1)
+    vx, vy, tx = torch.tensor(val_x), torch.tensor(val_y), torch.tensor(test_x)
+    if config.standardize:
+        mean, std = x.double().mean(0), x.double().std(0, correction=0)
+        mean, std = mean.float(), torch.where(std > 0, std, 1.0).float()
+        x, vx, tx = ((a - mean) / std for a in (x, vx, tx))
+    widths = [x.shape[1], config.hidden, n_classes] if config.hidden else [x.shape[1], n_classes]
+    layers = [torch.nn.Linear(a, b) for a, b in itertools.pairwise(widths)]
     with torch.no_grad():
-        torch.nn.init.kaiming_uniform_(layer.weight, a=math.sqrt(5), generator=g)
-        bound = 1 / math.sqrt(x.shape[1])
-        layer.bias.uniform_(-bound, bound, generator=g)
+        for layer in layers:
+            torch.nn.init.kaiming_uniform_(layer.weight, a=math.sqrt(5), generator=g)
+            bound = 1 / math.sqrt(layer.in_features)
+            layer.bias.uniform_(-bound, bound, generator=g)
+    model = torch.nn.Sequential(*[m for layer in layers for m in (layer, torch.nn.ReLU())][:-1])
     optimiser = torch.optim.AdamW(
-        layer.parameters(), lr=config.lr, weight_decay=config.weight_decay, foreach=False
+        model.parameters(),
+        lr=config.lr,
+        betas=config.betas,
+        eps=config.eps,
+        weight_decay=config.weight_decay,
+        foreach=False,
     )
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=config.max_epochs)
-    best, best_loss, best_epoch, waiting = None, math.inf, 0, 0
+    best, best_loss, best_epoch, waiting, epochs_run = None, math.inf, 0, 0, 0
     for epoch in range(config.max_epochs):
         order = torch.randperm(len(x), generator=g)
         for start in range(0, len(x), config.batch_size):
             batch = order[start : start + config.batch_size]
-            loss = torch.nn.functional.cross_entropy(layer(x[batch]), y[batch])
+            loss = torch.nn.functional.cross_entropy(model(x[batch]), y[batch])
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
-        schedule.step()
+        if config.cosine:
+            schedule.step()
+        epochs_run = epoch + 1
         with torch.no_grad():
-            val_loss = torch.nn.functional.cross_entropy(layer(vx), vy).item()
+            val_loss = torch.nn.functional.cross_entropy(model(vx), vy).item()
         if val_loss < best_loss:
             best_loss, best_epoch, waiting = val_loss, epoch + 1, 0
-            best = {k: v.clone() for k, v in layer.state_dict().items()}
+            best = {k: v.clone() for k, v in model.state_dict().items()}
         else:
             waiting += 1
             if waiting >= config.patience:
                 break
-    layer.load_state_dict(best)
+    model.load_state_dict(best)
     with torch.no_grad():
-        return layer(torch.tensor(test_x)).argmax(1).numpy(), best_epoch
+        return {
+            "test_pred": model(tx).argmax(1).numpy(),
+            "val_pred": model(vx).argmax(1).numpy(),
+            "best_epoch": best_epoch,
+            "epochs_run": epochs_run,
+            "best_val_loss": best_loss,
+            "weights": [model.state_dict()[k] for k in sorted(model.state_dict())],
+        }
 
 
-def test_batched_equals_one_seed_at_a_time():
+CONFIGS = {
+    "linear": US_JEPA_2026,
+    "linear-standardised": replace(
+        US_JEPA_2026, standardize=True, lr=4e-3, max_epochs=60, patience=6
+    ),
+    "mlp": replace(MLP, hidden=16, batch_size=16, lr=2e-3, max_epochs=40, patience=4),
+}
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_each_problem_equals_its_plain_loop(name):
+    """Subsets of different sizes (whole batches, a short last batch, a single batch), given out
+    of size order, with different seeds; early stopping ends some problems while others run on.
+    Each problem's predictions, best epoch, epochs run, validation loss and best weights are
+    the plain loop's."""
+    config = CONFIGS[name]
     # few, wide examples: the probe overfits and early stopping has work to do
-    train_x, train_y, val_x, val_y, test_x, test_y = _mixture(n=(120, 60, 80), dim=200, sep=0.5)
+    # (every problem stops well before the end of the schedule, where the learning rate is so
+    # small that the validation loss of successive epochs ties up to rounding)
+    train_x, train_y, val_x, val_y, test_x, _ = _mixture(n=(80, 80, 100), dim=256, sep=0.4)
     rng = np.random.default_rng(9)
-    subsets = [np.arange(120), np.sort(rng.choice(120, 37, replace=False)), np.arange(120)]
-    seeds = [0, 1, 2]
-    results = SGDProbe(device="cpu").fit_predict_subsets(
+    sizes = [37, 80, 9, 64, 75, 80]
+    subsets = [np.sort(rng.choice(80, size, replace=False)) for size in sizes]
+    seeds = [3, 0, 1, 7, 2, 5]
+    data = _Data(train_x, train_y, val_x, val_y, test_x, torch.device("cpu"))
+    run = _BatchedRun(config, data, subsets, seeds, 3)
+    run.train()
+    val_pred, test_pred = run.predict()
+    layers = run._layers(run.best)
+    for p, (subset, seed) in enumerate(zip(subsets, seeds, strict=True)):
+        ref = plain_loop(
+            train_x[subset], train_y[subset], val_x, val_y, test_x, seed, config, n_classes=3
+        )
+        assert run.best_epoch[p] == ref["best_epoch"], p
+        assert run.epochs_run[p] == ref["epochs_run"], p
+        assert run.best_loss[p] == pytest.approx(ref["best_val_loss"], rel=1e-5, abs=1e-6)
+        assert np.array_equal(test_pred[p], ref["test_pred"]), p
+        assert np.array_equal(val_pred[p], ref["val_pred"]), p
+        # state_dict order, sorted by name: 0.bias, 0.weight, (2.bias, 2.weight)
+        ours = [t[p] for weight, bias in layers for t in (bias, weight)]
+        for a, b in zip(ours, ref["weights"], strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    assert (run.epochs_run < config.max_epochs).all()
+    assert len(set(run.epochs_run.tolist())) > 3  # stopped at different epochs
+
+
+def test_the_probe_returns_the_runs_results():
+    train_x, train_y, val_x, val_y, test_x, test_y = _mixture(n=(120, 60, 80), dim=200, sep=0.5)
+    subsets, seeds = [np.arange(120), np.arange(0, 120, 3)], [0, 1]
+    config = replace(US_JEPA_2026, max_epochs=20)
+    results = SGDProbe(config, device="cpu").fit_predict_subsets(
         train_x, train_y, subsets, val_x, val_y, test_x, test_y, n_classes=3, seeds=seeds
     )
     for subset, seed, result in zip(subsets, seeds, results, strict=True):
-        pred, best_epoch = plain_loop(train_x[subset], train_y[subset], val_x, val_y, test_x, seed)
-        assert result.params["best_epoch"] == best_epoch
-        assert abs(result.test_macro_f1 - 100 * macro_f1(test_y, pred)) <= 0.1
-        assert result.params["epochs_run"] < US_JEPA_2026.max_epochs  # early stopping ran
+        ref = plain_loop(train_x[subset], train_y[subset], val_x, val_y, test_x, seed, config, 3)
+        assert np.array_equal(result.test_pred, ref["test_pred"])
+        assert result.test_macro_f1 == pytest.approx(100 * macro_f1(test_y, ref["test_pred"]))
+        assert result.params["best_epoch"] == ref["best_epoch"]
+        assert result.params["epochs_run"] == ref["epochs_run"]
+        assert result.params["train_size"] == len(subset) and result.params["device"] == "cpu"
 
 
 def test_seeds_change_the_result_and_repeat():

@@ -1,6 +1,7 @@
 """The slice end to end: generated suite -> store -> features -> probe -> records."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -43,6 +44,22 @@ def _scores(records):
     return {(r.model_name, r.task_name, r.protocol_id): r.scores.per_seed for r in records}
 
 
+def _record_lines(logs):
+    """The log's line per record (the timing summary follows them)."""
+    return [line for line in logs if " | " in line]
+
+
+STAGES = ("store", "features", "probes", "records")
+
+
+def _summary(logs):
+    """The timing summary: {stage: its line}, after the record lines."""
+    lines = [line for line in logs if " | " not in line]
+    assert [line.split()[0] for line in lines] == list(STAGES), lines
+    assert logs[-len(STAGES) :] == lines
+    return {line.split()[0]: line for line in lines}
+
+
 def test_records_for_every_model_task_and_fraction(small_suite, tmp_path):
     records = bench.run(_config(tmp_path, small_suite), log=lambda _: None)
     assert len(records) == 2 * 3 * 2
@@ -76,18 +93,23 @@ def test_second_run_reuses_records_or_cached_features(small_suite, tmp_path):
     logs = []
     first = bench.run(_config(tmp_path, small_suite), log=logs.append)
     assert not any(r.timings["features_cached"] for r in first)
-    assert all(line.endswith("extracted") for line in logs)
+    assert all(line.endswith("extracted") for line in _record_lines(logs))
     stamps = sorted(p.stat().st_mtime_ns for p in (tmp_path / "results").rglob("*.json"))
 
     logs.clear()
     again = bench.run(_config(tmp_path, small_suite), log=logs.append)
-    assert all(line.endswith("reused record") for line in logs)
+    assert all(line.endswith("reused record") for line in _record_lines(logs))
+    summary = _summary(logs)  # only this run's work: stores opened, nothing else
+    assert " 0 fits " in summary["probes"] and "(0 written, 12 reused)" in summary["records"]
+    assert "(0 extracted, 0 from the cache)" in summary["features"]
     assert sorted(p.stat().st_mtime_ns for p in (tmp_path / "results").rglob("*.json")) == stamps
     assert again == first
 
     logs.clear()
     refit = bench.run(_config(tmp_path, small_suite, overwrite=True), log=logs.append)
-    assert all(line.endswith("cached features") for line in logs)
+    assert all(line.endswith("cached features") for line in _record_lines(logs))
+    images = sum(sum(r.task.split_sizes.values()) for r in refit if r.protocol_id == "linear")
+    assert f"(0 extracted, {images:,} from the cache)" in _summary(logs)["features"]
     assert all(r.timings["features_cached"] for r in refit)
     assert _scores(refit) == _scores(first)
 
@@ -168,6 +190,9 @@ def test_batch_size_does_not_change_results(small_suite, tmp_path):
 
 
 def test_torch_probe_matches_scikit_learn_on_generated_features(small_suite, tmp_path):
+    # These tasks have fewer training images than hog has dimensions: at large C they are
+    # nearly separable, where two solvers stopped at scikit-learn's default 1e-4 may sit at
+    # points that predict differently; the default tolerance (1e-6) is tight enough.
     def run(backend):
         config = _config(
             tmp_path,
@@ -242,3 +267,155 @@ def test_fit_plan_shares_equal_fits():
         (1, 15, "fit2"),
         (2, 15, "fit3"),
     ]
+
+
+def test_a_seedless_probe_at_all_labels_is_one_fit_and_says_so(small_suite, tmp_path):
+    """linear ignores the seed: at 100 % every seed is the same problem, fitted once and
+    recorded once; at 50 % each seed draws its own labels, five fits."""
+    config = _config(
+        tmp_path, small_suite, models=["pixels"], tasks=["synth-view"], seeds=5, probe="linear"
+    )
+    logs = []
+    [full, half] = bench.run(config, log=logs.append)
+    assert (full.protocol_id, half.protocol_id) == ("linear", "linear@50%")
+    assert full.scores.fits == 1 and full.fit_count == 1 and full.seed_count == 5
+    assert full.protocol.seeds == [0] and full.protocol.seeds_requested == 5
+    for per_fit in (
+        full.scores.per_seed,
+        full.scores.val_per_seed,
+        full.test.predictions_per_seed,
+        full.hyperparameters_per_seed,
+        full.train_size_per_seed,
+    ):
+        assert len(per_fit) == 1
+    assert full.train_size_per_seed == [full.task.split_sizes["train"]]
+    assert full.scores.std == 0.0 and full.scores.mean == pytest.approx(full.scores.per_seed[0])
+    assert half.scores.fits == 5 and half.protocol.seeds == [0, 1, 2, 3, 4]
+    assert half.seed_count == 5 and len(half.test.predictions_per_seed) == 5
+    # one call made the six distinct fits for the ten (budget, seed) cells
+    assert full.timings["probe_fits"] == half.timings["probe_fits"] == 6
+    assert full.timings["probe_problems"] == 10
+    # the log shows the one fit as such, never as a spread of 0
+    [full_line, half_line] = _record_lines(logs)
+    assert f" {full.scores.mean:.1f} (1 fit) |" in full_line and "±" not in full_line
+    assert f" {half.scores.mean:.1f} ± {half.scores.std:.1f} |" in half_line
+    probes = _summary(logs)["probes"]
+    assert probes.split()[3:5] == ["6", "fits"] and "(10 budget x seed cells)" in probes
+    assert read_records(tmp_path / "results") == [full, half]
+
+
+def test_fitting_once_equals_fitting_per_seed(small_suite, tmp_path, monkeypatch):
+    """The shared fit is what each seed's own fit would be: made once per seed (the plan told
+    that every seed uses its seed), every seed's predictions equal the one shared fit's."""
+    config = _config(
+        tmp_path, small_suite, models=["hog"], tasks=["synth-lesion"], seeds=3, fractions=(1.0,)
+    )
+    [once] = bench.run(config, log=lambda _: None)
+    plan = bench.plan_fits
+    monkeypatch.setattr(bench, "plan_fits", lambda *args, **kw: plan(*args[:4], uses_seed=True))
+    [per_seed] = bench.run(replace(config, results_root=tmp_path / "per-seed"), log=lambda _: None)
+    assert once.fit_count == 1 and per_seed.fit_count == 3
+    for predictions in per_seed.test.predictions_per_seed:
+        assert predictions == once.test.predictions_per_seed[0]
+    assert per_seed.scores.per_seed == once.scores.per_seed * 3
+    assert per_seed.scores.mean == once.scores.mean
+    # the same choice of C, on the same validation scores (the solver's own diagnostics,
+    # iterations and last bits of the objective, may differ with what shares its batch)
+    for params in per_seed.hyperparameters_per_seed:
+        for key in ("C", "val_macro_f1_per_C", "converged"):
+            assert params[key] == once.hyperparameters_per_seed[0][key], key
+
+
+def test_a_seeded_probe_keeps_a_fit_per_seed(small_suite, tmp_path):
+    config = _config(
+        tmp_path,
+        small_suite,
+        models=["pixels"],
+        tasks=["synth-view"],
+        seeds=3,
+        probe="us-jepa-2026",
+        probe_options={"max_epochs": 2},
+        fractions=(1.0,),
+    )
+    [record] = bench.run(config, log=lambda _: None)
+    assert record.scores.fits == 3 and record.protocol.seeds == [0, 1, 2]
+    assert len(record.scores.per_seed) == len(record.test.predictions_per_seed) == 3
+    assert record.timings["probe_fits"] == record.timings["probe_problems"] == 3
+
+
+def test_each_stage_is_timed_in_the_records_and_summed_in_the_log(
+    small_suite, tmp_path, monkeypatch
+):
+    """What each stage took goes into every record's `timings` and, summed over models x
+    tasks, into one summary line per stage; a store built in this run adds its build steps."""
+    stats = {
+        "images": 20,
+        "seconds": 0.5,
+        "images_per_s": 40.0,
+        "workers": 2,
+        "decode_s": 0.1,
+        "resize_s": 0.2,
+        "mask_s": 0.15,
+        "write_s": 0.05,
+    }
+    opened = bench.open_task_stores
+
+    def built_here(*args, **kwargs):  # as a store built in this run reports itself
+        stores = opened(*args, **kwargs)
+        for name, store in stores.items():
+            object.__setattr__(store, "build_stats", dict(stats) if name == "train" else None)
+        return stores
+
+    monkeypatch.setattr(bench, "open_task_stores", built_here)
+    config = _config(tmp_path, small_suite, seeds=2, fractions=(1.0,))
+    logs = []
+    records = bench.run(config, log=logs.append)
+    for record in records:
+        timings = record.timings
+        sizes = record.task.split_sizes
+        assert timings["store_images"] == sum(sizes.values())
+        assert timings["store_build"] == {"train": stats}
+        assert timings["features_images"] == sizes
+        assert timings["features_from_cache"] == dict.fromkeys(sizes, False)
+        assert set(timings["features_s"]) == set(sizes)
+        assert timings["probe_fits"] == 1 and timings["probe_problems"] == 2
+        for key in ("load_s", "store_s", "probe_s", "probe_total_s", "record_s"):
+            assert isinstance(timings[key], float) and timings[key] >= 0, key
+    summary = _summary(logs)
+    images = sum(r.timings["store_images"] for r in records)
+    assert summary["store"].split()[3:5] == [f"{images:,}", "images"]
+    # six tasks' train stores (2 models x 3 tasks)
+    assert summary["store"].endswith(
+        "(built 120 images in 3.00 s, 2 workers: decode 0.60 s, resize 1.20 s, mask 0.90 s, "
+        "write 0.30 s)"
+    )
+    assert "images/s" in summary["store"]
+    assert f"({images:,} extracted, 0 from the cache)" in summary["features"]
+    assert "(12 budget x seed cells)" in summary["probes"] and " 6 fits " in summary["probes"]
+    assert summary["records"].split()[3:5] == ["6", "records"]
+    assert "(6 written, 0 reused)" in summary["records"]
+
+
+def test_the_summary_lines_read_the_same_whatever_the_numbers():
+    times = bench.RunTimes(store_s=0.4, store_images=2700, features_s=231.0, features_images=2700)
+    times.features_cached_images = 700
+    times.probe_s, times.fits, times.problems = 470.5, 189, 225
+    times.records_s, times.records, times.written = 2.0, 45, 40
+    assert times.summary() == [
+        "store         0.40 s     2,700 images    6,750.0 images/s   (opened, none built)",
+        "features    231.00 s     2,700 images       11.7 images/s   "
+        "(2,000 extracted, 700 from the cache)",
+        "probes      470.50 s       189 fits            0.4 fits/s   (225 budget x seed cells)",
+        "records       2.00 s        45 records     22.5 records/s   (40 written, 5 reused)",
+    ]
+    nothing = bench.RunTimes().summary()
+    assert [line.split()[:4] for line in nothing] == [
+        ["store", "0.00", "s", "0"],
+        ["features", "0.00", "s", "0"],
+        ["probes", "0.00", "s", "0"],
+        ["records", "0.00", "s", "0"],
+    ]
+    assert all("– " in line for line in nothing)  # no rate without time
+    # nor for a stage too short to time (a store opened, features read from the cache)
+    instant = bench.RunTimes(store_s=0.001, store_images=60, features_s=0.002, features_images=60)
+    assert all("– images/s" in line for line in instant.summary()[:2])

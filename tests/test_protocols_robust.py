@@ -234,3 +234,32 @@ def test_user_errors_are_one_line_exit_2_and_write_nothing(toy, capsys, extra, m
     assert code == 2
     assert err.count("\n") == 1 and message in err and err.startswith("ubench robust: error:")
     assert not (toy / "res").exists()
+
+
+def test_a_seedless_probe_is_one_fit_in_every_view_record(toy):
+    """linear ignores the seed and the protocol trains on every clean label: one fit, recorded
+    once in the clean record and in each corrupted one, of the seeds asked."""
+    config = robust.RobustConfig(_bench(toy, probe="linear", seeds=3), SUITE[:2], reference=None)
+    lines = []
+    records = robust.run(config, log=lines.append)
+    assert len(records) == 3
+    for record in records:
+        assert record.scores.fits == 1 and record.protocol.seeds == [0]
+        assert record.seed_count == 3 and record.scores.std == 0.0
+        assert len(record.scores.per_seed) == len(record.test.predictions_per_seed) == 1
+        assert record.timings["probe_fits"] == 1 and record.timings["probe_problems"] == 3
+        assert set(record.timings["features_images"]) == {
+            "train",
+            "validation",
+            "test",
+            "test/contrast-s1",
+            "test/contrast-s4",
+        }
+    assert all("(1 fit) |" in line and "±" not in line for line in lines)
+    seeded = robust.run(
+        robust.RobustConfig(
+            _bench(toy, seeds=2, results_root=toy / "seeded"), SUITE[:1], reference=None
+        ),
+        log=lambda _: None,
+    )
+    assert [r.scores.fits for r in seeded] == [2, 2]

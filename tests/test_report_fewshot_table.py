@@ -41,3 +41,18 @@ def test_a_probe_variant_gets_its_own_table():
     assert "### linear+max_iter=5, m:" in text and "### linear, m:" in text
     own = text.split("### linear+max_iter=5, m:")[1]
     assert "11.0" in own and "70.0" not in own
+
+
+def test_a_single_fit_row_reads_without_a_spread():
+    full = make_record("m", "t", 70.0)
+    one_fit = dataclasses.replace(
+        full, scores=dataclasses.replace(full.scores, per_seed=[70.0], std=0.0, fits=1)
+    )
+    text = render_fewshot([one_fit, make_record("m", "t", 40.0, std=2.0, fraction=0.1)])
+    rows = {
+        line.split("|")[1].strip(): line.split("|")[2].strip()
+        for line in text.splitlines()
+        if line.startswith("| ")
+    }
+    assert rows["100 %"] == "70.0 (1 fit)" and rows["10 %"] == "40.0 ± 2.0"
+    assert "± 0.0" not in text and "_(1 fit): one probe fit" in text

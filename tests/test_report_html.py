@@ -1,3 +1,4 @@
+import dataclasses
 import shutil
 import subprocess
 from html.parser import HTMLParser
@@ -186,3 +187,13 @@ def test_report_renders_in_headless_chromium(tmp_path):
     assert pixels.shape == (2000, 1400)
     # text and plots drawn: many dark pixels and many shades, not a blank or error page
     assert (pixels < 100).mean() > 0.005 and len(np.unique(pixels)) > 50
+
+
+def test_a_one_fit_protocol_reads_as_such_on_the_page(tmp_path):
+    one = make_record("pixels", "synth-view", 41.0, 0.0, probe="knn")
+    scores = dataclasses.replace(one.scores, per_seed=[41.0], fits=1)
+    protocol = dataclasses.replace(one.protocol, seeds=[0], seeds_requested=5)
+    one = dataclasses.replace(one, scores=scores, protocol=protocol)
+    page = report.build([one, make_record("hog", "synth-view", 52.0, 1.0, probe="knn")], tmp_path)
+    assert "41.0 (1 fit)" in page and "± 0.0" not in page
+    assert "<td>5 (1 fit)</td>" in page  # the protocols table: five seeds asked, one fit

@@ -1,3 +1,4 @@
+import dataclasses
 import io
 import random
 import re
@@ -286,9 +287,13 @@ def test_csv_has_one_line_per_cell():
         "std",
         "best",
         "not_significantly_worse",
+        "fits",
     ]
     tables = build_tables(records)
     assert len(frame) == sum(len(t.rows) * len(t.columns) for t in tables)
+    # fits are whole numbers, written as such (blank where a cell has none)
+    fits = [line.rsplit(",", 1)[1] for line in render(records, "csv").splitlines()[1:]]
+    assert all(f == "" or f.isdigit() for f in fits) and any(fits)
     linear = frame[(frame.table == "linear") & (frame.column == "fatty_liver")]
     by_model = linear.set_index("model")
     assert by_model.loc["us_jepa & co", "value"] == pytest.approx(records[0].scores.mean)
@@ -341,3 +346,44 @@ def test_no_records():
     assert render_markdown([]) == "no result records\n"
     with pytest.raises(ValueError, match="unknown leaderboard format"):
         render([make_record("m", "t", 1.0)], "rtf")
+
+
+def _one_fit(record, seeds=5):
+    """`record` as a probe that ignores the seed writes it at all labels: one fit, std 0."""
+    scores = dataclasses.replace(record.scores, per_seed=[record.scores.mean], std=0.0, fits=1)
+    protocol = dataclasses.replace(record.protocol, seeds=[0], seeds_requested=seeds)
+    return dataclasses.replace(record, scores=scores, protocol=protocol)
+
+
+def test_a_single_fit_shows_no_spread_in_any_format():
+    records = [
+        _one_fit(make_record("pixels", "lesion", 40.0)),
+        make_record("hog", "lesion", 70.0, std=1.25),
+    ]
+    _, body = _body(render_markdown(records), "linear:")
+    cells = {row[0]: row[1] for row in body}
+    assert cells == {"hog": "**70.0 ± 1.2**", "pixels": "40.0 (1 fit)"}
+    markdown = render(records, "markdown")
+    assert "± 0.0" not in markdown and "_(1 fit): one probe fit behind the score" in markdown
+    latex = render(records, "latex")
+    assert "40.0 (1 fit)" in latex and "$\\pm$ 0.0" not in latex and "one probe fit" in latex
+    html_text = render(records, "html")
+    assert "40.0 (1 fit)" in html_text and "± 0.0" not in html_text
+    frame = pd.read_csv(io.StringIO(render(records, "csv")))
+    lesion = frame[(frame.table == "linear") & (frame.column == "lesion")].set_index("model")
+    assert lesion.loc["pixels", "fits"] == 1 and pd.isna(lesion.loc["pixels", "std"])
+    assert lesion.loc["hog", "fits"] == 2 and lesion.loc["hog", "std"] == pytest.approx(1.25)
+    means = frame[frame.column == "mean"]
+    assert means.fits.isna().all()  # a mean over tasks is not a fit
+
+
+def test_no_one_fit_note_without_a_single_fit():
+    text = render_markdown([make_record("hog", "lesion", 70.0)])
+    assert "1 fit" not in text
+
+
+def test_a_record_that_lists_no_seeds_keeps_its_spread():
+    bare = make_record("hog", "lesion", 70.0, std=1.5)
+    bare = dataclasses.replace(bare, scores=dataclasses.replace(bare.scores, per_seed=None))
+    _, body = _body(render_markdown([bare]), "linear:")
+    assert body[0][1] == "**70.0 ± 1.5**"

@@ -150,3 +150,17 @@ def test_unknown_table_exits_2_with_one_line(capsys, tmp_path):
     assert code == 2
     assert err.count("\n") == 1 and "no published table 'nope-1999'" in err
     assert "us-jepa-2026" in err  # says what there is
+
+
+def test_a_one_fit_score_is_compared_without_a_spread():
+    table = published.load("us-jepa-2026")
+    record = make_record("usfm", "fatty-liver", 70.0, 0.0, probe="us-jepa-2026", seeds=1)
+    [row] = [c for c in published.compare(table, [record]) if c.mean is not None]
+    assert row.fits == 1 and row.std is None
+    assert published.display_row(row)[2] == "70.0 (1 fit)"
+    text = published.render(table, [row], "csv")
+    [line] = list(csv.DictReader(io.StringIO(text)))
+    assert line["fits"] == "1" and line["std"] == "" and line["mean"] == "70"
+    two = make_record("usfm", "fatty-liver", 70.0, 2.0, probe="us-jepa-2026")
+    [row] = [c for c in published.compare(table, [two]) if c.mean is not None]
+    assert published.display_row(row)[2] == "70.0 ± 2.0" and row.fits == 2

@@ -235,3 +235,69 @@ def test_a_record_without_model_names_the_file(tmp_path):
     (tmp_path / "m" / "r.json").write_text(json.dumps(data))
     with pytest.raises(UserError, match=r"r\.json.*'model' is missing"):
         read_records(tmp_path)
+
+
+# seeds that share one probe fit share one entry; `scores.fits` says how many fits there are.
+def _one_fit(seeds_requested=5):
+    data = _v1("linear").to_dict()
+    for key in ("per_seed", "val_per_seed"):
+        data["scores"][key] = data["scores"][key][:1]
+    data["scores"].update(std=0.0, fits=1)
+    data["protocol"].update(seeds=[0], seeds_requested=seeds_requested)
+    data["test"]["predictions_per_seed"] = data["test"]["predictions_per_seed"][:1]
+    data["hyperparameters"]["per_seed"] = data["hyperparameters"]["per_seed"][:1]
+    data["train_size_per_seed"] = data["train_size_per_seed"][:1]
+    return data
+
+
+def test_a_one_fit_record_says_so_and_round_trips():
+    data = _one_fit()
+    record = ResultRecord.from_dict(data)
+    assert record.scores.fits == 1 and record.fit_count == 1 and record.scores.single_fit
+    assert record.seed_count == 5 and record.protocol.seeds == [0]
+    assert record.scores.spread is None and record.scores.std == 0.0  # the schema's number
+    assert record.scores.text() == f"{record.scores.mean:.1f} (1 fit)"
+    assert record.to_dict() == data
+    # the new fields sit beside the ones they describe
+    assert list(record.to_dict()["scores"])[:5] == ["metric", "per_seed", "mean", "std", "fits"]
+    protocol = list(record.to_dict()["protocol"])
+    assert protocol[protocol.index("seeds") + 1] == "seeds_requested"
+
+
+@pytest.mark.parametrize("path", V1_FILES, ids=[p.stem for p in V1_FILES])
+def test_an_older_record_counts_one_fit_per_seed_and_gains_no_field(path):
+    record = ResultRecord.from_file(path)
+    assert record.scores.fits is None and record.protocol.seeds_requested is None
+    assert record.fit_count == len(record.scores.per_seed) == record.seed_count == 2
+    assert not record.scores.single_fit and record.scores.spread == record.scores.std
+    assert "±" in record.scores.text()
+    data = record.to_dict()
+    assert "fits" not in data["scores"] and "seeds_requested" not in data["protocol"]
+
+
+def test_an_older_single_seed_record_is_one_fit():
+    data = _v1("linear").to_dict()
+    data["scores"]["per_seed"] = data["scores"]["per_seed"][:1]
+    data["protocol"]["seeds"] = [0]
+    record = ResultRecord.from_dict(data)
+    assert record.fit_count == 1 and record.seed_count == 1 and record.scores.single_fit
+
+
+@pytest.mark.parametrize(
+    ("where", "value", "message"),
+    [
+        ("scores", {"fits": 0}, r"'fits' should be at least 1"),
+        ("scores", {"fits": True}, r"'fits' should be int"),
+        ("scores", {"fits": 1.5}, r"'fits' should be int"),
+        ("protocol", {"seeds_requested": -2}, r"'seeds_requested' should be at least 1"),
+        ("protocol", {"seeds_requested": "5"}, r"'seeds_requested' should be int"),
+    ],
+)
+def test_a_bad_fit_or_seed_count_is_a_one_line_error(tmp_path, where, value, message):
+    assert re.search(message, _malformed(tmp_path, lambda d: d[where].update(value)))
+
+
+def test_a_record_without_per_seed_scores_is_not_taken_for_one_fit():
+    record = _record()  # mean and std only, as the first records had
+    assert record.fit_count is None and not record.scores.single_fit
+    assert record.scores.text() == "50.0 ± 1.0"

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import os
 import subprocess
@@ -214,3 +215,45 @@ def test_update_into_an_impossible_path_is_one_line(tmp_path):
     blocker.write_text("x")
     with pytest.raises(UserError, match=r"cannot write baseline .*a-file/b.json"):
         regression.write_baseline(blocker / "b.json", _records(a=50.0))
+
+
+def _one_fit(record, seeds=2):
+    """`record` as written since seeds that share a probe fit share one entry."""
+    scores = dataclasses.replace(record.scores, per_seed=[record.scores.mean], std=0.0, fits=1)
+    protocol = dataclasses.replace(record.protocol, seeds=[0], seeds_requested=seeds)
+    return dataclasses.replace(record, scores=scores, protocol=protocol)
+
+
+def test_a_one_fit_record_compares_with_a_baseline_of_identical_seeds():
+    """A baseline made when a deterministic probe wrote its one fit once per seed (std 0) still
+    checks the record that lists it once: same seeds asked, same mean."""
+    old = make_record("a", "t", 50.0, std=0.0, seeds=2)
+    baseline = regression.make_baseline([old])
+    assert baseline["cells"][0]["fits"] == 2 and baseline["cells"][0]["setup"]["seeds"] == 2
+    checks, new = regression.check(baseline, [_one_fit(old)])
+    assert _status(checks) == {"a": "ok"} and not new
+    # a one-fit cell says so; the seeds asked stay the setup
+    cell = regression.cell_of(_one_fit(old))
+    assert cell["fits"] == 1 and cell["per_seed"] == [50.0] and cell["setup"]["seeds"] == 2
+
+
+def test_tolerance_std_on_a_zero_std_cell_of_an_older_baseline_says_why():
+    """An older baseline lists every seed of a shared fit: a std of 0, no `fits`."""
+    same = make_record("a", "t", 50.0)
+    same = dataclasses.replace(
+        same, scores=dataclasses.replace(same.scores, per_seed=[50.0] * 5, std=0.0)
+    )
+    baseline = regression.make_baseline([same])
+    for cell in baseline["cells"]:
+        cell.pop("fits", None)
+    checks, _ = regression.check(baseline, [make_record("a", "t", 49.5)], tolerance_std=2)
+    assert checks[0].status == "dropped" and "std 0" in checks[0].detail
+
+
+def test_tolerance_std_on_a_one_fit_cell_says_why_nothing_may_drop():
+    baseline = regression.make_baseline([_one_fit(make_record("a", "t", 50.0))])
+    checks, _ = regression.check(baseline, [_one_fit(make_record("a", "t", 49.5))], tolerance_std=2)
+    assert checks[0].status == "dropped" and checks[0].allowed_drop == 0.0
+    assert "one fit" in checks[0].detail and "--tolerance" in checks[0].detail
+    checks, _ = regression.check(baseline, [_one_fit(make_record("a", "t", 49.5))])
+    assert checks[0].status == "ok" and checks[0].detail == ""  # points: no note needed

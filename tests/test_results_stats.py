@@ -1,7 +1,9 @@
 import numpy as np
 import pytest
+from result_records import make_record
 from sklearn.metrics import f1_score
 
+from ultrabench_eval.results import stats
 from ultrabench_eval.results.stats import (
     bootstrap_ci,
     mean_rank,
@@ -63,3 +65,16 @@ def test_paired_test_sees_a_real_difference_and_not_a_fake_one():
 def test_mean_rank_with_ties_and_missing_tasks():
     scores = {"a": {"t1": 90, "t2": 50}, "b": {"t1": 90, "t2": 60}, "c": {"t1": 10}}
     assert mean_rank(scores) == {"a": (1.5 + 2) / 2, "b": (1.5 + 1) / 2, "c": 3.0}
+
+
+def test_a_one_fit_record_pairs_with_one_that_repeats_its_fit_per_seed():
+    """Seeds that share one fit used to be listed once per seed: the paired test of the one-fit
+    record is the same as that of the repeated one."""
+    labels = [0, 1, 2] * 10
+    answers = [(y + (i % 4 == 0)) % 3 for i, y in enumerate(labels)]
+    other = [(y + (i % 3 == 0)) % 3 for i, y in enumerate(labels)]
+    once = make_record("a", "t", labels=labels, predictions=[answers])
+    repeated = make_record("a", "t", labels=labels, predictions=[answers] * 5)
+    reference = make_record("b", "t", labels=labels, predictions=[other, other])
+    assert once.scores.mean == pytest.approx(repeated.scores.mean)
+    assert stats.paired_records(once, reference) == stats.paired_records(repeated, reference)

@@ -25,6 +25,17 @@ def _new_data_zero_seeds(ws: Workspace) -> list[str]:
     return ["bench", "--model", "pixels", "--data", str(ws.root / "new"), "--seeds", "0"]
 
 
+def _profile_into(where: str):
+    """`--profile` into a folder that is missing, or that is a file."""
+
+    def prepare(ws: Workspace) -> list[str]:
+        write_task(ws)
+        (ws.root / "a-file").write_text("x")
+        return bench_args("toy", "--profile", str(ws.root / where))
+
+    return prepare
+
+
 CASES = [
     Case(
         "flags: negative max_epochs",
@@ -40,4 +51,15 @@ CASES = [
     Case("flags: device mps on a machine without it", _bench("--device", "mps"), r"mps"),
     Case("flags: empty --tasks", _empty_tasks, r"--tasks"),
     Case("flags: --seeds 0 with a new data folder", _new_data_zero_seeds, r"--seeds"),
+    Case(
+        "flags: --profile into a missing folder",
+        _profile_into("missing/run.prof"),
+        r"--profile: folder .*missing does not exist",
+    ),
+    Case(
+        "flags: --profile under a file",
+        _profile_into("a-file/run.prof"),
+        r"--profile: folder .*a-file is a file, not a folder",
+    ),
+    Case("flags: --profile that is a folder", _profile_into("."), r"--profile: .* is a folder"),
 ]

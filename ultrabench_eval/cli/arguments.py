@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any, NoReturn
 
 from ultrabench_eval.core import config
+from ultrabench_eval.core.errors import UserError
+from ultrabench_eval.core.writable import check_writable_folder
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -77,6 +80,41 @@ def given(args: argparse.Namespace, **names: str) -> dict[str, Any]:
     library default applies to the others: those flags default to None in the parser."""
     values = {key: getattr(args, attribute) for key, attribute in names.items()}
     return {key: value for key, value in values.items() if value is not None}
+
+
+def profile_path(text: str | None) -> Path | None:
+    """`--profile PATH`, a file the command writes when the run ends: in a folder that exists
+    and can be written, not itself a folder, a device or a pipe (a link: its target). Checked
+    before any work; UserError otherwise."""
+    if text is None:
+        return None
+    if not text.strip():
+        raise UserError("--profile needs a file name, e.g. --profile run.prof")
+    given = Path(text).expanduser()
+    if given.is_dir():
+        raise UserError(f"--profile: {given} is a folder: give a file name in it")
+    # a link is written through (the file is replaced, not the link)
+    path = given.resolve() if given.is_symlink() else given
+    if path.exists() and not path.is_file():
+        raise UserError(
+            f"--profile: {given} is not a regular file (a device or a pipe): give a file name"
+        )
+    folder = path.parent
+    if not folder.is_dir():
+        what = "is a file, not a folder" if folder.exists() else "does not exist"
+        raise UserError(f"--profile: folder {folder} {what}: make it or pick another")
+    check_writable_folder(folder, "--profile: folder", "--profile")
+    return path
+
+
+def profile_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--profile",
+        metavar="PATH",
+        help="write a cProfile trace of the whole run to PATH (pstats format; the main "
+        "process only, not the decoding workers); read it with `python -m pstats PATH` "
+        "(then `sort cumtime` and `stats 30`) or view it with `snakeviz PATH`",
+    )
 
 
 def data_flag(parser: argparse.ArgumentParser) -> None:

@@ -4,6 +4,8 @@ RobustConfig or ExtractConfig (whose defaults the flags show), checked before an
 from __future__ import annotations
 
 import argparse
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +17,8 @@ from ultrabench_eval.cli.arguments import (
     data_flag,
     fractions,
     given,
+    profile_flag,
+    profile_path,
     shots,
 )
 from ultrabench_eval.cli.output import info
@@ -182,16 +186,22 @@ def _checked_bench_config(args: argparse.Namespace) -> BenchConfig:
 
 
 def add_bench(sub: Subparsers) -> None:
-    p = sub.add_parser("bench", help="benchmark models on tasks and print the leaderboard")
+    p = sub.add_parser(
+        "bench",
+        help="benchmark models on tasks and print the leaderboard (then, on stderr, one "
+        "timing line per stage)",
+    )
     _add_bench_arguments(p)
+    profile_flag(p)
     p.set_defaults(handler=run_bench)
 
 
 def run_bench(args: argparse.Namespace) -> int:
     from ultrabench_eval.protocols import bench
 
-    cfg = _checked_bench_config(args)
-    _print_leaderboard(bench.run(cfg, log=info), cfg.results_root)
+    with profiled(args.profile):
+        cfg = _checked_bench_config(args)
+        _print_leaderboard(bench.run(cfg, log=info), cfg.results_root)
     return 0
 
 
@@ -200,6 +210,7 @@ def add_fewshot(sub: Subparsers) -> None:
         "fewshot", help="the bench over label budgets, one table row per fraction (or shots)"
     )
     _add_bench_arguments(p)
+    profile_flag(p)
     p.set_defaults(handler=run_fewshot)
 
 
@@ -207,10 +218,43 @@ def run_fewshot(args: argparse.Namespace) -> int:
     from ultrabench_eval.protocols import bench
     from ultrabench_eval.report.fewshot_table import render_fewshot
 
-    cfg = _checked_bench_config(args)
-    records = bench.run(cfg, log=info)
-    print(render_fewshot(records), end="")
+    with profiled(args.profile):
+        cfg = _checked_bench_config(args)
+        records = bench.run(cfg, log=info)
+        print(render_fewshot(records), end="")
     return 0
+
+
+@contextlib.contextmanager
+def profiled(given_path: str | None) -> Iterator[None]:
+    """Run the block under cProfile and write its statistics to `--profile PATH` (pstats
+    format, atomically) when it ends or is interrupted; a bad PATH is a UserError before the
+    block runs. Nothing when no path is given."""
+    path = profile_path(given_path)
+    if path is None:
+        yield
+        return
+    import cProfile
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        yield
+    except KeyboardInterrupt:
+        _write_profile(profiler, path)
+        raise
+    else:
+        _write_profile(profiler, path)
+    finally:
+        profiler.disable()
+
+
+def _write_profile(profiler: Any, path: Path) -> None:
+    from ultrabench_eval.core import atomic
+
+    profiler.disable()
+    atomic.write_with(path, profiler.dump_stats)
+    info(f"profile in {path}: read it with `python -m pstats {path}` or `snakeviz {path}`")
 
 
 def _print_leaderboard(records: list[ResultRecord], results_root: Path) -> None:
@@ -315,11 +359,17 @@ def add_robust(sub: Subparsers) -> None:
         f"(default: {DEFAULT_REFERENCE})",
     )
     p.add_argument("--corruption-seed", type=int, help="the corruptions' seed")
+    profile_flag(p)
     p.set_defaults(handler=run_robust)
 
 
 def run_robust(args: argparse.Namespace) -> int:
     """`ubench robust`: run the protocol, print a table per task, save it beside the records."""
+    with profiled(args.profile):
+        return _robust(args)
+
+
+def _robust(args: argparse.Namespace) -> int:
     from ultrabench_eval.corruptions.presets import parse_severities, suite
     from ultrabench_eval.data import synth
     from ultrabench_eval.protocols import robust

@@ -9,6 +9,10 @@ is rebuilt when the split's manifest (image and mask paths, file sizes and modif
 changes, and when its bytes no longer match the content hash in `meta.json` (checked once per
 process when opened: one read of the store, 1-2 s per GB).
 
+A build decodes, resizes and derives scan masks in worker processes, one per usable CPU (see
+`store_build`), and records what each stage cost in `ImageStore.build_stats` (timing lives
+there, never in `meta.json`: the store's bytes do not depend on it).
+
 A build first checks the free space (N x S x S x 2 bytes) and reserves it, so a full disk is one
 error line rather than a crash while writing the memory map; a build's temporary folder is
 `.<name>.tmp-<host>-<pid>`, and those a killed run left behind are removed by the next build
@@ -17,10 +21,10 @@ error line rather than a crash while writing the memory map; a build's temporary
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import hashlib
 import json
-import multiprocessing
 import os
 import re
 import shutil
@@ -28,9 +32,8 @@ import socket
 import sys
 import time
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +41,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from ultrabench_eval.core.errors import UserError
+from ultrabench_eval.data import store_build
 from ultrabench_eval.data.dataset import Record, Split
 from ultrabench_eval.data.scan_mask import derive_scan_mask
 
@@ -50,7 +54,6 @@ PIL_FILTERS = {
     "bicubic": Image.Resampling.BICUBIC,
     "area": Image.Resampling.BOX,
 }
-_CHUNK = 32
 # A temporary folder from another host (whose process cannot be checked) or from the previous
 # naming is left alone until this old.
 STALE_AFTER_S = 24 * 3600
@@ -69,6 +72,11 @@ class ImageStore:
     meta: dict
     images: np.ndarray
     masks: np.ndarray
+    # What building it cost, when this call built it (None when opened from disk): `images`,
+    # `seconds` (wall), `images_per_s`, `workers`, and the CPU seconds per stage summed over the
+    # processes: `decode_s`, `resize_s`, `mask_s`, `write_s` (rows into the files, then the
+    # flush), `hash_s` (the content hash). Wall time grows on a busy machine, CPU time not.
+    build_stats: dict[str, float] | None = field(default=None, compare=False)
 
     @property
     def ids(self) -> list[str]:
@@ -124,13 +132,23 @@ def resize_gray(
 
 
 def decode_record(
-    root: Path, record: Record, size: int, interpolation: str = "bicubic"
+    root: Path,
+    record: Record,
+    size: int,
+    interpolation: str = "bicubic",
+    *,
+    stages: dict[str, float] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One record -> (image uint8 [S, S], scan mask uint8 0/1 [S, S])."""
-    path = root / record.image
-    image = _decode(path, "image")
-    if record.scan_mask is not None:
-        mask = _decode(root / record.scan_mask, "scan mask") > 0
+    """One record -> (image uint8 [S, S], scan mask uint8 0/1 [S, S]).
+
+    `stages`: the CPU seconds spent are added to its "decode_s", "mask_s" and "resize_s"."""
+    clock = time.process_time  # CPU time: what a stage costs, however busy the machine
+    started = clock()
+    image = _decode(root / record.image, "image")
+    mask_file = None if record.scan_mask is None else _decode(root / record.scan_mask, "scan mask")
+    decoded = clock()
+    if mask_file is not None:
+        mask = mask_file > 0
         if mask.shape != image.shape:
             raise UserError(
                 f"scan mask {root / record.scan_mask} is {mask.shape[::-1]} pixels, the image "
@@ -138,8 +156,14 @@ def decode_record(
             )
     else:
         mask = derive_scan_mask(image)
+    masked = clock()
     mask_u8 = resize_gray(mask.astype(np.uint8), size, Image.Resampling.NEAREST)
-    return resize_gray(image, size, PIL_FILTERS[interpolation]), mask_u8
+    resized = resize_gray(image, size, PIL_FILTERS[interpolation])
+    if stages is not None:
+        stages["decode_s"] = stages.get("decode_s", 0.0) + decoded - started
+        stages["mask_s"] = stages.get("mask_s", 0.0) + masked - decoded
+        stages["resize_s"] = stages.get("resize_s", 0.0) + clock() - masked
+    return resized, mask_u8
 
 
 def _decode(path: Path, kind: str) -> np.ndarray:
@@ -149,12 +173,6 @@ def _decode(path: Path, kind: str) -> np.ndarray:
         raise UserError(
             f"cannot decode {kind} {path}: {exc} (replace or remove the file, then run again)"
         ) from None
-
-
-def _decode_chunk(args: tuple[Path, list[Record], int, str]) -> tuple[np.ndarray, np.ndarray]:
-    root, records, size, interpolation = args
-    pairs = [decode_record(root, r, size, interpolation) for r in records]
-    return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
 
 
 def manifest_key(split: Split, size: int, interpolation: str = "bicubic") -> str:
@@ -193,7 +211,8 @@ def open_store(
     """Open the split's store, building it first when absent or stale.
 
     `interpolation`: the resize filter (an input spec's name: nearest, bilinear, bicubic, area).
-    `workers`: decoding processes (0 = choose from the CPU count and the split size).
+    `workers`: decoding processes (0 = one per usable CPU, or 1 for a small split).
+    `build_stats` of the store returned is set when this call built it.
     """
     if interpolation not in PIL_FILTERS:
         raise ValueError(f"interpolation must be one of {sorted(PIL_FILTERS)}")
@@ -208,11 +227,11 @@ def open_store(
         store = None
     if store is not None:
         return store
-    _build(root, split, dataset, (size, interpolation), key, workers, progress)
+    stats = _build(root, split, dataset, (size, interpolation), key, workers, progress)
     store = _try_open(root, key)
     assert store is not None, "a freshly built image store must open"
     _VERIFIED[root] = _identity(store.root)
-    return store
+    return dataclasses.replace(store, build_stats=stats)
 
 
 def _identity(root: Path) -> tuple:
@@ -265,7 +284,8 @@ def _build(
     key: str,
     workers: int,
     progress: bool,
-) -> None:
+) -> dict[str, float]:
+    started = time.perf_counter()
     size, interpolation = resize
     count = len(split)
     shape = (count, size, size)
@@ -281,10 +301,6 @@ def _build(
         with _cache_errors(root.parent):
             img_map = _reserved_map(tmp / "images.u8", shape)
             mask_map = _reserved_map(tmp / "masks.u8", shape)
-        chunks = [
-            (split.root, list(split.records[i : i + _CHUNK]), size, interpolation)
-            for i in range(0, count, _CHUNK)
-        ]
         bar = tqdm(
             total=count,
             desc=f"decode {dataset}/{split.name}",
@@ -293,19 +309,26 @@ def _build(
             file=sys.stderr,
             leave=False,
         )
-        start = 0
         with bar:
-            for imgs, masks in _map_chunks(chunks, _worker_count(workers, count)):
-                img_map[start : start + len(imgs)] = imgs
-                mask_map[start : start + len(imgs)] = masks
-                start += len(imgs)
-                bar.update(len(imgs))
+            stats = store_build.fill(
+                decode_record,
+                split.root,
+                split.records,
+                (tmp / "images.u8", tmp / "masks.u8"),
+                resize,
+                _worker_count(workers, count),
+                bar.update,
+            )
+        flushing = time.process_time()
         img_map.flush()
         mask_map.flush()
+        hashing = time.process_time()
         digest = hashlib.sha256()
         digest.update(memoryview(img_map).cast("B"))
         digest.update(memoryview(mask_map).cast("B"))
         del img_map, mask_map
+        stats["write_s"] += hashing - flushing
+        stats["hash_s"] = time.process_time() - hashing
         meta = {
             "store_version": STORE_VERSION,
             "dataset": dataset,
@@ -323,6 +346,13 @@ def _build(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    seconds = time.perf_counter() - started
+    return {
+        "images": count,
+        "seconds": seconds,
+        "images_per_s": count / seconds if seconds > 0 else 0.0,
+        **stats,
+    }
 
 
 @contextmanager
@@ -419,14 +449,4 @@ def _worker_count(requested: int, count: int) -> int:
         return requested
     if count < _PARALLEL_MIN_IMAGES:
         return 1
-    return max(1, min(8, os.cpu_count() or 1))
-
-
-def _map_chunks(chunks: list, workers: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    if workers <= 1 or len(chunks) <= 1:
-        yield from map(_decode_chunk, chunks)
-        return
-    # spawn: workers never inherit torch's thread pools or CUDA state from the parent.
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        yield from pool.map(_decode_chunk, chunks)
+    return store_build.usable_cpus()

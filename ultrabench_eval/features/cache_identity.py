@@ -31,6 +31,7 @@ PIPELINE_MODULES = (
     "ultrabench_eval.features.extract",
     "ultrabench_eval.data.loader",
     "ultrabench_eval.data.image_store",
+    "ultrabench_eval.data.store_build",
     "ultrabench_eval.data.scan_mask",
     "ultrabench_eval.corruptions.views",
 )

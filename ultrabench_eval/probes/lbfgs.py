@@ -14,8 +14,21 @@ from dataclasses import dataclass
 
 import torch
 
-# objective(w [R, n], rows [R]) -> (f [R], gradient [R, n]) for the problems `rows`
-Objective = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+# objective(w [R, n], rows [R]) -> (f [R], gradient [R, n]) for the problems `rows`, or
+# (f, gradient, size [R]) where the stopping test is to read another measure than the gradient's
+# max-abs entry (a preconditioned objective: the gradient in the original variables)
+Objective = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, ...]]
+
+
+def _evaluate(
+    objective: Objective, w: torch.Tensor, rows: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(f, gradient, size) of the problems `rows` at w."""
+    out = objective(w, rows)
+    if len(out) == 3:
+        return out[0], out[1], out[2]
+    return out[0], out[1], out[1].abs().amax(dim=1)
+
 
 _C1 = 1e-4  # sufficient-decrease constant of the Armijo test
 _MAX_LINE_SEARCH = 40
@@ -31,7 +44,8 @@ class BatchedMinimum:
     f: torch.Tensor  # [G]
     g: torch.Tensor  # [G, n]
     iterations: torch.Tensor  # [G] accepted steps per problem
-    converged: torch.Tensor  # [G] bool: max-abs gradient <= tol
+    converged: torch.Tensor  # [G] bool: size <= tol
+    size: torch.Tensor  # [G] what the stopping test read: by default the max-abs gradient
 
 
 class _History:
@@ -113,20 +127,36 @@ def minimize_batched(
     tol: float,
     max_iter: int,
     history: int = 10,
+    twins: torch.Tensor | None = None,
+    only: torch.Tensor | None = None,
 ) -> BatchedMinimum:
     """Minimise G problems from `w0` [G, n]; `objective(w, rows)` returns (f, gradient) of the
     problems `rows` at their weights `w`, so only problems still searching are evaluated.
 
-    A problem stops when its max-abs gradient is <= `tol`, or when two line searches in a row
-    find no acceptable step (the round-off floor); its weights then stay fixed.
+    A problem stops when its gradient's size (the max-abs entry, or the objective's own third
+    output) is <= `tol`, or when two line searches in a row find no acceptable step (the
+    round-off floor); its weights then stay fixed. `twins` [G] (optional): the index of each
+    problem's twin, the same problem in other variables; a problem stops as soon as its twin
+    has converged (a race: the caller keeps the winner). `only` [G] bool (optional): the
+    problems to solve; the others are neither evaluated nor changed (their size reads inf).
     """
     w = w0.clone()
-    f, g = objective(w, torch.arange(w.shape[0], device=w.device))
     n_problems, n = w.shape
+    solved = torch.arange(n_problems, device=w.device)
+    if only is not None:
+        solved = torch.nonzero(only).squeeze(1)
+    f = w.new_zeros(n_problems)
+    g = torch.zeros_like(w)
+    size = w.new_full((n_problems,), float("inf"))
+    f[solved], g[solved], size[solved] = _evaluate(objective, w[solved], solved)
     hist = _History(n_problems, n, history, w)
     iterations = torch.zeros(n_problems, dtype=torch.long, device=w.device)
     fails = torch.zeros_like(iterations)
-    active = g.abs().amax(dim=1) > tol
+    active = size > tol
+    if only is not None:
+        active &= only
+    if twins is not None:
+        active &= size[twins] > tol
 
     for now in range(max_iter):
         # Every tensor of the iteration covers the live problems only: late in a C grid a
@@ -147,7 +177,7 @@ def minimize_batched(
             torch.clamp(1.0 / g_live.norm(dim=1).clamp_min(1e-300), max=1.0),
         )
         w_live = w[live]
-        w_new, f_new, g_new, accepted = _line_search(
+        w_new, f_new, g_new, size_new, accepted = _line_search(
             objective, live, w_live, f[live], g_live, direction, slope, step
         )
         if bool(accepted.any()):
@@ -162,6 +192,7 @@ def minimize_batched(
                 hist.push(rows[good], s_vec[good], y_vec[good], now)
             moved = s_vec.abs().amax(dim=1) > 0
             w[rows], f[rows], g[rows] = w_new[accepted], f_new[accepted], g_new[accepted]
+            size[rows] = size_new[accepted]
             iterations[rows] += 1
             fails[rows[moved]] = 0
             fails[rows[~moved]] += 1
@@ -171,9 +202,11 @@ def minimize_batched(
             # failure in a row means the round-off floor is reached, so the problem stops.
             fails[failed] += 1
             hist.clear(failed)
-        active[live] = (g[live].abs().amax(dim=1) > tol) & (fails[live] < 2)
+        active[live] = (size[live] > tol) & (fails[live] < 2)
+        if twins is not None:
+            active &= size[twins] > tol
 
-    return BatchedMinimum(w, f, g, iterations, g.abs().amax(dim=1) <= tol)
+    return BatchedMinimum(w, f, g, iterations, size <= tol, size)
 
 
 def _line_search(
@@ -185,12 +218,13 @@ def _line_search(
     direction: torch.Tensor,
     slope: torch.Tensor,
     step: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Backtracking for the live problems `ids` (their rows of w, f, g, ...), each with its own
     step; a round evaluates only the problems still searching."""
     searching = torch.ones_like(slope, dtype=torch.bool)
     accepted = torch.zeros_like(searching)
     w_new, f_new, g_new = w.clone(), f.clone(), g.clone()
+    size_new = f.new_zeros(f.shape)
     step = step.clone()
     for _ in range(_MAX_LINE_SEARCH):
         rows = torch.nonzero(searching).squeeze(1)
@@ -199,13 +233,14 @@ def _line_search(
         t, d0, f0 = step[rows], slope[rows], f[rows]
         move = direction[rows]
         w_try = w[rows] + t.unsqueeze(1) * move
-        f_try, g_try = objective(w_try, ids[rows])
+        f_try, g_try, size_try = _evaluate(objective, w_try, ids[rows])
         d_try = (g_try * move).sum(dim=1)
         armijo = f_try <= f0 + _C1 * t * d0
         approx = (f_try <= f0 + _F_NOISE * f0.abs()) & (d_try <= (2 * _C1 - 1) * d0)
         ok = (armijo | approx) & torch.isfinite(f_try)
         done = rows[ok]
         w_new[done], f_new[done], g_new[done] = w_try[ok], f_try[ok], g_try[ok]
+        size_new[done] = size_try[ok]
         accepted[done] = True
         searching[done] = False
         # Shrink to the minimiser of the quadratic matching phi'(0) and phi'(t), kept in
@@ -215,4 +250,4 @@ def _line_search(
         shrunk = torch.minimum(torch.maximum(secant, 0.1 * t), 0.5 * t)
         again = ~ok
         step[rows[again]] = shrunk[again]
-    return w_new, f_new, g_new, accepted
+    return w_new, f_new, g_new, size_new, accepted

@@ -41,6 +41,7 @@ class BatchedLogisticLoss:
         self.sw = sw  # [S, N] sample weights / their sum per set
         self.s, self.n, self.d1 = x1.shape
         self.g = lam.shape[1]
+        self.lam = lam  # [S, G] the penalty of each (set, C)
         self.p = 1 if k == 2 else k
         self.y = y  # [S, N] int64 compact labels
         self.onehot = torch.nn.functional.one_hot(y, k).to(x1.dtype)  # [S, N, K]

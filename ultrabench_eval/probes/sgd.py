@@ -17,6 +17,15 @@ the rest. Each problem reproduces the plain loop a user writes for one seed:
     keep the weights of the best epoch.
 
 So a seed changes the initialisation and the batch order (and, upstream, the few-shot subset).
+
+What keeps it fast at the real size (25 problems, ~900 steps per epoch for the full subsets):
+a step is a handful of large ops on the problems that still have a batch (rows sorted by
+batches per epoch, so these are a prefix; stopped problems are dropped), with no Python loop
+over problems and no host synchronisation. Each epoch's batch orders are drawn up front into one
+[steps, problems, batch] index table; a plain linear layer gets its gradient written out
+((softmax - one-hot) / batch size, two batched matmuls); AdamW is torch's fused kernel. The
+validation loss of every live problem is one matmul on the device, read by the host once per
+epoch.
 """
 
 from __future__ import annotations
@@ -145,19 +154,43 @@ class _Data:
 
 
 class _BatchedRun:
+    """The training state of every problem, and the loop.
+
+    A problem's parameters are one flat row: per layer the weight [out, in] (nn.Linear's
+    layout) then the bias [out]; for a plain linear layer the weight [K, D + 1] with the bias as
+    its last column. The state the loop updates (`params`, `exp_avg`, `exp_avg_sq`, [L, N])
+    holds one row per live problem, ordered by batches per epoch, most first: at any step of an
+    epoch the problems that still have a batch are a prefix of the rows, and a step touches
+    only that prefix. A problem that stops is dropped from the rows; `best` [P, N] keeps every
+    problem's best parameters, in problem order.
+
+    A plain linear layer (no hidden layer, no standardisation) is trained with its gradient
+    written out: the training features get a column of ones, so a step is two batched matmuls
+    and a softmax. Otherwise autograd gives the gradient. Either way AdamW is torch's fused
+    kernel, one call per step.
+    """
+
     def __init__(self, config: SGDConfig, data: _Data, subsets, seeds, n_classes: int) -> None:
         self.config, self.data, self.n_classes = config, data, n_classes
-        self.subsets = [torch.as_tensor(s, dtype=torch.long, device=data.device) for s in subsets]
+        # on the CPU: the batch orders are drawn there, from each seed's CPU generator
+        self.subsets = [torch.as_tensor(np.asarray(s), dtype=torch.long) for s in subsets]
         self.generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
         n_problems = len(subsets)
-        dim = data.train_x.shape[1]
+        self.sizes = np.array([len(s) for s in self.subsets], dtype=np.int64)
+        self.batches = -(-self.sizes // config.batch_size)  # per epoch
+        self.dim = dim = data.train_x.shape[1]
         self.shift, self.scale = self._standardisation(dim)
         widths = [dim, config.hidden, n_classes] if config.hidden else [dim, n_classes]
-        self.params = self._initialise(widths)
-        self.exp_avg = [torch.zeros_like(p) for p in self.params]
-        self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
-        self.steps = torch.zeros(n_problems, device=data.device)
-        self.best = [p.detach().clone() for p in self.params]
+        self.shapes = [(fan_out, fan_in) for fan_in, fan_out in itertools.pairwise(widths)]
+        self.explicit = config.hidden is None and not config.standardize
+        if self.explicit:
+            ones = torch.ones(len(data.train_x), 1, device=data.device)
+            self.train_xa = torch.cat([data.train_x, ones], dim=1)
+        self.best = self._initialise()
+        self.rows = np.argsort(-self.sizes, kind="stable")  # the problem of each row
+        self.params = self.best[torch.as_tensor(self.rows, device=data.device)]
+        self.exp_avg = torch.zeros_like(self.params)
+        self.exp_avg_sq = torch.zeros_like(self.params)
         self.best_loss = np.full(n_problems, np.inf)
         self.best_epoch = np.zeros(n_problems, dtype=np.int64)
         self.epochs_run = np.zeros(n_problems, dtype=np.int64)
@@ -173,61 +206,99 @@ class _BatchedRun:
             return torch.zeros(n, dim, device=device), torch.ones(n, dim, device=device)
         shifts, scales = [], []
         for subset in self.subsets:
-            mean, std = train_statistics(self.data.train_x[subset].double())
+            mean, std = train_statistics(self.data.train_x[subset.to(device)].double())
             shifts.append(mean.float())
             scales.append(std.float())
         return torch.stack(shifts), torch.stack(scales)
 
-    def _initialise(self, widths: list[int]) -> list[torch.Tensor]:
-        """Weights [P, in, out] and biases [P, out] per layer, drawn as nn.Linear draws them,
-        from each problem's own generator."""
-        params: list[list[torch.Tensor]] = [[] for _ in range(2 * (len(widths) - 1))]
+    def _initialise(self) -> torch.Tensor:
+        """[P, N]: each problem's parameters drawn as nn.Linear draws them, layer by layer,
+        from its own generator."""
+        rows = []
         for generator in self.generators:
-            for layer, (fan_in, fan_out) in enumerate(itertools.pairwise(widths)):
+            row = []
+            for fan_out, fan_in in self.shapes:
                 weight = torch.empty(fan_out, fan_in)
                 torch.nn.init.kaiming_uniform_(weight, a=math.sqrt(5), generator=generator)
                 bound = 1.0 / math.sqrt(fan_in)
                 bias = torch.empty(fan_out).uniform_(-bound, bound, generator=generator)
-                params[2 * layer].append(weight.T.contiguous())
-                params[2 * layer + 1].append(bias)
-        device = self.data.device
-        return [torch.stack(p).to(device).requires_grad_(True) for p in params]
+                if self.explicit:
+                    row.append(torch.cat([weight, bias[:, None]], dim=1).flatten())
+                else:
+                    row += [weight.flatten(), bias]
+            rows.append(torch.cat(row))
+        return torch.stack(rows).to(self.data.device)
 
     # --- the model --------------------------------------------------------------------------
-    def _logits(self, params: list[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        """x [P, B, D] (or [B, D] shared by every problem) -> logits [P, B, K].
+    def _layers(self, params: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Views of flat parameters [n, N]: (weight [n, out, in], bias [n, out]) per layer."""
+        n = len(params)
+        if self.explicit:
+            weight = params.view(n, self.n_classes, self.dim + 1)
+            return [(weight[:, :, : self.dim], weight[:, :, self.dim])]
+        layers, start = [], 0
+        for fan_out, fan_in in self.shapes:
+            weight = params[:, start : start + fan_out * fan_in].unflatten(1, (fan_out, fan_in))
+            start += fan_out * fan_in
+            layers.append((weight, params[:, start : start + fan_out]))
+            start += fan_out
+        return layers
 
-        The standardisation is folded into the first layer, ((x - m) / s) W + b =
-        x (W / s) + (b - (m / s) W), so shared inputs are never copied per problem.
+    def _logits(self, layers, x: torch.Tensor, shift, scale) -> torch.Tensor:
+        """x [P, B, D] (or [N, D] shared by every problem) -> logits [P, B, K] ([P, N, K]).
+
+        The standardisation is folded into the first layer, ((x - m) / s) W^T + b =
+        x (W / s)^T + (b - (W / s) m), so shared inputs are never copied per problem; shared
+        inputs go through the first layer as one matmul with every problem's weights.
         """
-        if x.ndim == 2:
-            x = x.unsqueeze(0).expand(len(self.subsets), -1, -1)
-        weight, bias = params[0], params[1]
+        (weight, bias), *rest = layers
         if self.config.standardize:
-            bias = bias - torch.bmm((self.shift / self.scale)[:, None, :], weight).squeeze(1)
-            weight = weight / self.scale[:, :, None]
-        h = torch.baddbmm(bias[:, None, :], x, weight)
-        for layer in range(2, len(params), 2):
-            h = torch.baddbmm(params[layer + 1][:, None, :], torch.relu(h), params[layer])
+            weight = weight / scale[:, None, :]
+            bias = bias - torch.bmm(weight, shift[:, :, None]).squeeze(2)
+        if x.ndim == 2:
+            n_problems, width = weight.shape[:2]
+            flat = weight.reshape(n_problems * width, -1)
+            h = torch.addmm(bias.reshape(-1), x, flat.T).view(len(x), n_problems, width)
+            h = h.transpose(0, 1)
+        else:
+            h = torch.baddbmm(bias[:, None, :], x, weight.transpose(1, 2))
+        for weight, bias in rest:
+            h = torch.baddbmm(bias[:, None, :], torch.relu(h), weight.transpose(1, 2))
         return h
 
     # --- training ---------------------------------------------------------------------------
     def train(self) -> None:
-        config = self.config
-        batch = config.batch_size
-        for epoch in range(config.max_epochs):
-            if not self.running.any():
+        for epoch in range(self.config.max_epochs):
+            if not len(self.rows):
                 break
             lr = self._lr(epoch)
-            orders = [
-                torch.randperm(len(s), generator=g).to(self.data.device)
-                if self.running[p]
-                else None
-                for p, (s, g) in enumerate(zip(self.subsets, self.generators, strict=True))
-            ]
-            steps = max(math.ceil(len(s) / batch) for s in self.subsets)
-            for step in range(steps):
-                self._step(orders, step, lr)
+            index, weight = self._epoch_batches()
+            runs = self._runs()
+            for k, steps in self._prefixes():
+                runs_k = [run for run in runs if run[1] <= k]
+                optimiser = _StackedAdamW(
+                    self.config, lr, self.params, self.exp_avg, self.exp_avg_sq, runs_k
+                )
+                index_k, weight_k = index[steps, :k], weight[steps, :k]
+                # minus the one-hot targets over the batch size [n, k, K, B]: the mean loss is
+                # their product with the log-softmax, the logits' gradient softmax * weight
+                # plus them
+                labels = self.data.train_y[index_k]
+                targets = torch.zeros(*labels.shape[:2], self.n_classes, labels.shape[2])
+                targets = targets.to(labels.device).scatter_(2, labels[:, :, None], -weight_k)
+                # each run's AdamW step count at each step: live problems have taken all their
+                # batches in every epoch
+                taken = [epoch * batches for _, _, batches in runs_k]
+                counts = np.add.outer(np.arange(steps.start, steps.stop) + 1, taken)
+                counts = torch.as_tensor(counts, dtype=torch.float32).to(self.data.device)
+                per_step = zip(
+                    index_k.flatten(1).unbind(0), targets.unbind(0), weight_k.unbind(0),
+                    counts.unbind(0), strict=True,
+                )  # fmt: skip
+                if self.explicit:
+                    self._linear_steps(k, optimiser, per_step)
+                else:
+                    self._autograd_steps(k, optimiser, per_step)
             self._end_of_epoch(epoch)
 
     def _lr(self, epoch: int) -> float:
@@ -236,84 +307,140 @@ class _BatchedRun:
             return config.lr
         return config.lr * (1.0 + math.cos(math.pi * epoch / config.max_epochs)) / 2.0
 
-    def _step(self, orders: list[torch.Tensor | None], step: int, lr: float) -> None:
-        batch = self.config.batch_size
-        n_problems = len(self.subsets)
-        device = self.data.device
-        index = torch.zeros(n_problems, batch, dtype=torch.long, device=device)
-        valid = torch.zeros(n_problems, batch, dtype=torch.bool, device=device)
-        for p, order in enumerate(orders):
-            if order is None:
-                continue
-            chosen = self.subsets[p][order[step * batch : (step + 1) * batch]]
-            index[p, : len(chosen)] = chosen
-            valid[p, : len(chosen)] = True
-        active = valid.any(dim=1)
-        if not active.any():
-            return
-        x = self.data.train_x[index]  # [P, B, D]
-        y = self.data.train_y[index]
-        logits = self._logits(self.params, x)
-        losses = torch.nn.functional.cross_entropy(
-            logits.reshape(-1, self.n_classes), y.reshape(-1), reduction="none"
-        ).view(n_problems, batch)
-        counts = valid.sum(dim=1).clamp_min(1)
-        # the sum of the per-problem mean losses: each problem's gradient is its own
-        total = ((losses * valid).sum(dim=1) / counts).sum()
-        grads = torch.autograd.grad(total, self.params)
-        with torch.no_grad():
-            self._adamw(grads, active, lr)
+    def _prefixes(self) -> list[tuple[int, slice]]:
+        """(k, steps): the steps of an epoch at which the first k rows have a batch."""
+        batches = self.batches[self.rows]
+        out, start = [], 0
+        for end in sorted(set(batches.tolist())):
+            out.append((int((batches >= end).sum()), slice(start, end)))
+            start = end
+        return out
 
-    def _adamw(self, grads, active: torch.Tensor, lr: float) -> None:
-        """torch.optim.AdamW's update, per problem, for the active problems only."""
-        beta1, beta2 = self.config.betas
-        self.steps += active.float()
-        bias1 = 1.0 - beta1 ** self.steps.clamp_min(1)
-        bias2 = 1.0 - beta2 ** self.steps.clamp_min(1)
-        for param, grad, m, v in zip(
-            self.params, grads, self.exp_avg, self.exp_avg_sq, strict=True
-        ):
-            shape = (-1,) + (1,) * (param.ndim - 1)
-            on = active.view(shape)
-            new_m = torch.lerp(m, grad, 1.0 - beta1)
-            new_v = v * beta2 + (1.0 - beta2) * grad * grad
-            decayed = param * (1.0 - lr * self.config.weight_decay)
-            denom = new_v.sqrt() / bias2.sqrt().view(shape) + self.config.eps
-            updated = decayed - (lr / bias1).view(shape) * new_m / denom
-            m.copy_(torch.where(on, new_m, m))
-            v.copy_(torch.where(on, new_v, v))
-            param.copy_(torch.where(on, updated, param))
+    def _runs(self) -> list[tuple[int, int, int]]:
+        """(start, end, batches per epoch): the runs of rows with as many batches per epoch,
+        so that have taken as many AdamW steps and share a step count."""
+        batches = self.batches[self.rows]
+        ends = [*np.flatnonzero(np.diff(batches)) + 1, len(batches)]
+        starts = [0, *ends[:-1]]
+        return [(int(a), int(b), int(batches[a])) for a, b in zip(starts, ends, strict=True)]
+
+    def _epoch_batches(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The epoch's batches, on the device: per step and row, the examples [S, L, B] and
+        their weights in the mean loss, 1 / the batch's size [S, L, 1, B] (0 past the end of a
+        problem's epoch).
+
+        The orders are drawn here, on the CPU, each from its problem's generator, as the
+        plain loop draws them."""
+        batch, rows, device = self.config.batch_size, self.rows, self.data.device
+        n_rows, n_steps = len(rows), int(self.batches[rows[0]])
+        index = torch.zeros(n_rows, n_steps * batch, dtype=torch.long)
+        for row, p in enumerate(rows):
+            order = torch.randperm(int(self.sizes[p]), generator=self.generators[p])
+            index[row, : self.sizes[p]] = self.subsets[p][order]
+        index = index.view(n_rows, n_steps, batch).transpose(0, 1).contiguous()
+        left = torch.as_tensor(self.sizes[rows])[None, :] - torch.arange(n_steps)[:, None] * batch
+        counts = left.clamp(0, batch)[:, :, None, None]  # [S, L, 1, 1]
+        inside = torch.arange(batch) < counts
+        weight = torch.where(inside, 1.0 / counts.clamp_min(1).float(), 0.0)
+        return index.to(device), weight.to(device)
+
+    def _linear_steps(self, k: int, optimiser: _StackedAdamW, per_step) -> None:
+        """The steps at which rows :k have a batch, the gradient written out."""
+        batch, width = self.config.batch_size, self.dim + 1
+        features = self.train_xa
+        weight = self.params[:k].view(k, self.n_classes, width)
+        for index, target, w, count in per_step:
+            x = features.index_select(0, index).view(k, batch, width)
+            # the logits as [k, K, B]: the faster product for so few classes
+            probs = torch.bmm(weight, x.transpose(1, 2)).softmax(dim=1)
+            # d(mean cross-entropy)/d(logits) = (softmax - one-hot) / batch size
+            grad = torch.bmm(torch.addcmul(target, probs, w), x)
+            optimiser.step(grad.view(k, -1), count)
+
+    def _autograd_steps(self, k: int, optimiser: _StackedAdamW, per_step) -> None:
+        """The steps at which rows :k have a batch, the gradient from autograd."""
+        batch = self.config.batch_size
+        params = self.params[:k]
+        shift, scale = self._row_statistics(k)
+        for index, target, _, count in per_step:
+            x = self.data.train_x.index_select(0, index).view(k, batch, -1)
+            with torch.enable_grad():
+                leaf = params.detach().requires_grad_(True)
+                logits = self._logits(self._layers(leaf), x, shift, scale)
+                # the sum of the per-problem mean losses: each problem's gradient is its own
+                loss = (target.transpose(1, 2) * torch.log_softmax(logits, dim=2)).sum()
+                (grad,) = torch.autograd.grad(loss, leaf)
+            optimiser.step(grad, count)
+
+    def _row_statistics(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = torch.as_tensor(self.rows[:k], device=self.data.device)
+        return self.shift[rows], self.scale[rows]
 
     @torch.no_grad()
     def _end_of_epoch(self, epoch: int) -> None:
-        logits = self._logits(self.params, self.data.val_x)
-        loss = (
-            torch.nn.functional.cross_entropy(
-                logits.permute(0, 2, 1),
-                self.data.val_y.expand(len(self.subsets), -1),
-                reduction="none",
-            )
-            .mean(dim=1)
-            .cpu()
-            .numpy()
-        )
-        for p in np.flatnonzero(self.running):
+        """Validation loss of every live problem at once; the host reads it once per epoch."""
+        shift, scale = self._row_statistics(len(self.rows))
+        logits = self._logits(self._layers(self.params), self.data.val_x, shift, scale)
+        labels = self.data.val_y.expand(len(self.rows), -1)
+        loss = torch.nn.functional.cross_entropy(
+            logits.transpose(1, 2), labels, reduction="none"
+        ).mean(dim=1)
+        improved, keep = [], []
+        for row, (p, value) in enumerate(zip(self.rows, loss.tolist(), strict=True)):
             self.epochs_run[p] = epoch + 1
-            if loss[p] < self.best_loss[p]:
-                self.best_loss[p] = loss[p]
+            if value < self.best_loss[p]:
+                self.best_loss[p] = value
                 self.best_epoch[p] = epoch + 1
                 self.waiting[p] = 0
-                for best, param in zip(self.best, self.params, strict=True):
-                    best[p] = param[p]
+                improved.append(row)
             else:
                 self.waiting[p] += 1
                 if self.waiting[p] >= self.config.patience:
                     self.running[p] = False
+            if self.running[p]:
+                keep.append(row)
+        device = self.data.device
+        if improved:
+            into = torch.as_tensor(self.rows[improved], device=device)
+            improved_rows = torch.as_tensor(improved, device=device)
+            self.best.index_copy_(0, into, self.params[improved_rows])
+        if len(keep) < len(self.rows):
+            kept = torch.as_tensor(keep, dtype=torch.long, device=device)
+            self.params = self.params[kept]
+            self.exp_avg, self.exp_avg_sq = self.exp_avg[kept], self.exp_avg_sq[kept]
+            self.rows = self.rows[keep]
 
     @torch.no_grad()
     def predict(self) -> tuple[np.ndarray, np.ndarray]:
         """Predictions [P, N] on validation and test with each problem's best weights."""
         out = []
+        layers = self._layers(self.best)
         for x in (self.data.val_x, self.data.test_x):
-            out.append(self._logits(self.best, x).argmax(dim=2).cpu().numpy().astype(np.int64))
+            logits = self._logits(layers, x, self.shift, self.scale)
+            out.append(logits.argmax(dim=2).cpu().numpy().astype(np.int64))
         return out[0], out[1]
+
+
+class _StackedAdamW:
+    """torch.optim.AdamW's update (its fused kernel) on the first rows of stacked per-problem
+    parameters [L, N]: one tensor per run of rows that have taken as many steps, so share a
+    step count."""
+
+    def __init__(self, config: SGDConfig, lr: float, params, exp_avgs, exp_avg_sqs, runs):
+        self.sizes = [end - start for start, end, _ in runs]
+        self.params, self.exp_avgs, self.exp_avg_sqs = (
+            [s[start:end] for start, end, _ in runs] for s in (params, exp_avgs, exp_avg_sqs)
+        )  # fmt: skip
+        beta1, beta2 = config.betas
+        self.options = {
+            "lr": lr, "beta1": beta1, "beta2": beta2, "weight_decay": config.weight_decay,
+            "eps": config.eps, "amsgrad": False, "maximize": False,
+        }  # fmt: skip
+
+    def step(self, grad: torch.Tensor, counts: torch.Tensor) -> None:
+        """`grad` [k, N], contiguous (the kernel reads it as laid out); `counts` [runs]: each
+        run's step count, this step included (the kernel reads them, as torch.optim's state)."""
+        torch._fused_adamw_(
+            self.params, grad.split_with_sizes(self.sizes), self.exp_avgs, self.exp_avg_sqs,
+            [], list(counts.unbind(0)), **self.options,
+        )  # fmt: skip

@@ -39,8 +39,9 @@ DEFAULT_SEEDS = 5
 DEFAULT_PROBE = "us-jepa-2026"
 DEFAULT_REFERENCE = "pixels"  # the robustness protocol's reference model (mCE)
 WEIGHT_FREE_MODELS = ("pixels", "hog", "random-vit-s")
-# Bump when what a record holds, or how its scores are computed, changes.
-RECORD_LOGIC_VERSION = "2"
+# Bump when what a record holds, or how its scores are computed, changes (3: seeds that share
+# one probe fit share one entry, `scores.fits`).
+RECORD_LOGIC_VERSION = "3"
 
 # Fields whose flag is not `--<field-name>`.
 _FLAGS = {

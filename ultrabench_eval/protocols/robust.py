@@ -35,10 +35,12 @@ from ultrabench_eval.probes.fewshot import Budget
 from ultrabench_eval.probes.metrics import macro_f1
 from ultrabench_eval.protocols.bench import (
     check,
+    feature_timings,
     make_probe,
     plan_fits,
     probe_device,
     split_features,
+    store_timings,
 )
 from ultrabench_eval.protocols.bench import inputs_digest as bench_inputs_digest
 from ultrabench_eval.protocols.config import DEFAULT_REFERENCE, BenchConfig
@@ -86,7 +88,7 @@ def run(config: RobustConfig, log: Callable[[str], None] = print) -> list[Result
                 how = "reused record" if reused else "written"
                 log(
                     f"{adapter.name:>16} | {dataset.card.name:<16} | "
-                    f"{record.protocol_id:<34} | macro-F1 {record.scores.mean:5.1f}"
+                    f"{record.protocol_id:<34} | macro-F1 {record.scores.text():>12}"
                     f" | {how}"
                 )
                 written.append(record)
@@ -114,7 +116,7 @@ def _run_task(
         workers=cfg.workers,
         progress=cfg.progress,
     )
-    store_s = round(time.perf_counter() - started, 3)
+    store = store_timings(stores, time.perf_counter() - started)
     clean_digest = bench_inputs_digest(adapter, pooling, dataset, stores, cfg, FULL)
     options = cfg.probe_options
     expected = {"clean": Expected(protocol_id(cfg.probe, FULL, options=options), clean_digest)}
@@ -127,7 +129,7 @@ def _run_task(
     if all(label in existing for label in order):
         return [(existing[label], True) for label in order]
 
-    timings: dict[str, Any] = {"load_s": round(load_s, 3), "store_s": store_s, "features_s": {}}
+    timings: dict[str, Any] = {"load_s": round(load_s, 3), **store, "features_s": {}}
     extracted_on: set[str] = set()
     features, cached = split_features(adapter, card, stores, pooling, cfg, timings, extracted_on)
     tests = [features["test"]]
@@ -141,7 +143,9 @@ def _run_task(
             batch_size=cfg.batch_size,
             view=view,
         )
-        timings["features_s"][f"test/{view.label}"] = round(found.seconds, 3)
+        feature_timings(
+            timings, f"test/{view.label}", found.seconds, len(stores["test"]), found.from_cache
+        )
         cached = cached and found.from_cache
         extracted_on.add(found.device or "unknown")
         tests.append(found.features[pooling])
@@ -152,7 +156,13 @@ def _run_task(
     probe = make_probe(cfg)
     stages = run_stages(adapter, extracted_on, probe_device(probe))
     per_view = fit_once(cfg, card.num_classes, features, labels, tests, probe)
-    timings["probe_s"] = round(time.perf_counter() - started, 3)
+    probe_s = round(time.perf_counter() - started, 3)
+    timings.update(
+        probe_s=probe_s,
+        probe_total_s=probe_s,  # one budget: all of it
+        probe_fits=len(per_view[0]),  # distinct fits, each scored on every view
+        probe_problems=cfg.seeds,
+    )
     out = []
     for label, view, per_seed in zip(order, [None, *views], per_view, strict=True):
         if label in existing:
@@ -167,10 +177,11 @@ def _run_task(
             FULL,
             per_seed,
             image_store=[size, interpolation],
-            timings={**timings, "features_s": dict(timings["features_s"])},
+            timings=timings,
             inputs_sha256=expected[label].inputs_sha256,
             view=view,
             stages=stages,
+            seeds_requested=cfg.seeds,
         )
         out.append((record, False))
     return out
@@ -192,8 +203,9 @@ def fit_once(
     probe: Probe | None = None,
 ) -> list[list[SeedResult]]:
     """Fit the probe once per seed on clean train (chosen on clean validation) and predict every
-    test set in `tests` with it: per test set, (seed, train size, result) per seed, as the bench
-    builds records from. `probe` defaults to the bench's (`make_probe`)."""
+    test set in `tests` with it: per test set, (seed, train size, result) per distinct fit, as
+    the bench builds records from (seeds a probe ignores share one fit, `FitPlan.per_fit`).
+    `probe` defaults to the bench's (`make_probe`)."""
     probe = probe or make_probe(cfg)
     train_y, test_y = labels["train"], labels["test"]
     plan = plan_fits([FULL], cfg.seeds, train_y, n_classes, probe.uses_seed)
@@ -223,7 +235,7 @@ def fit_once(
             )
             for whole in fitted
         ]
-        out.append(plan.per_seed(0, on_this))
+        out.append(plan.per_fit(0, on_this))
     return out
 
 

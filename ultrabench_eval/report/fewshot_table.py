@@ -10,7 +10,7 @@ from tabulate import tabulate
 from ultrabench_eval.probes.fewshot import Budget
 from ultrabench_eval.report.renderers import cell_text
 from ultrabench_eval.report.tables import Cell
-from ultrabench_eval.results.record import ResultRecord, Scores
+from ultrabench_eval.results.record import ONE_FIT_NOTE, ResultRecord, Scores
 
 
 def render_fewshot(records: list[ResultRecord]) -> str:
@@ -28,13 +28,14 @@ def render_fewshot(records: list[ResultRecord]) -> str:
         for r in group:
             rows[r.budget][r.task_name] = r.scores
         body = []
+        one_fit = any(s.single_fit for cells in rows.values() for s in cells.values())
         for budget in sorted(rows, key=lambda b: b.smallest_first):
             cells = rows[budget]
             complete = all(t in cells for t in tasks)
             mean = sum(cells[t].mean for t in tasks) / len(tasks) if complete else None
             body.append(
                 [budget.row_label]
-                + [cell_text(_score_cell(cells.get(t))) for t in tasks]
+                + [cell_text(Cell.of(cells.get(t))) for t in tasks]
                 + [cell_text(Cell(mean))]
             )
         parts.append(
@@ -46,9 +47,6 @@ def render_fewshot(records: list[ResultRecord]) -> str:
                 body, headers=["labels", *tasks, "mean"], tablefmt="github", disable_numparse=True
             )
             + "\n"
+            + (f"\n_{ONE_FIT_NOTE}_\n" if one_fit else "")
         )
     return "\n".join(parts)
-
-
-def _score_cell(scores: Scores | None) -> Cell:
-    return Cell(None) if scores is None else Cell(scores.mean, scores.std)

@@ -132,7 +132,7 @@ def _metadata(records: list[ResultRecord]) -> list[tuple[str, str]]:
                 "probe": p.probe,
                 "options": _text(p.probe_options),
                 "labels": p.budget or "",
-                "seeds": len(p.seeds or []),
+                "seeds": _seeds(r),
                 "image store": _text(p.image_store),
             },
         )
@@ -161,6 +161,14 @@ def _metadata(records: list[ResultRecord]) -> list[tuple[str, str]]:
             table = pd.DataFrame(rows).to_html(index=False, border=0, classes="meta")
             tables.append((title, table))
     return tables
+
+
+def _seeds(record: ResultRecord) -> str:
+    """`5`, or `5 (1 fit)` when seeds share probe fits."""
+    seeds, fits = record.seed_count, record.fit_count
+    if fits is None or fits == seeds:
+        return str(seeds)
+    return f"{seeds} ({fits} fit{'s' if fits > 1 else ''})"
 
 
 def _reading_order(record: ResultRecord) -> tuple:

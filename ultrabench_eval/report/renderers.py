@@ -11,19 +11,19 @@ import pandas as pd
 from tabulate import tabulate
 
 from ultrabench_eval.report.tables import Cell, Table
+from ultrabench_eval.results.record import score_text
 
 
 def cell_text(cell: Cell, pm: str = "±", missing: str = "–") -> str:
-    """The plain text of a cell, without marks."""
+    """The plain text of a cell, without marks: a score reads `81.2 ± 1.3`, or `81.2 (1 fit)`
+    when one probe fit stands for every seed (`results.record.score_text`)."""
     if cell.value is None:
         return missing
     if cell.fmt == "rank":
         return f"{cell.value:.2f}"
     if cell.fmt == "percent":
         return f"{cell.value:.1f} %"
-    if cell.std is None:
-        return f"{cell.value:.1f}"
-    return f"{cell.value:.1f} {pm} {cell.std:.1f}"
+    return score_text(cell.value, cell.std, cell.fits, pm)
 
 
 def to_markdown(table: Table) -> str:
@@ -107,7 +107,9 @@ def to_html(table: Table) -> str:
 
 
 def to_csv(tables_: list[Table]) -> str:
-    """One line per cell: table, model, column, value, std, best, not_significantly_worse."""
+    """One line per cell: table, model, column, value, std (empty for one fit), best,
+    not_significantly_worse, fits (distinct probe fits behind a score; empty for a mean, a
+    rank or a percentage)."""
     lines = [
         {
             "table": table.name,
@@ -117,11 +119,15 @@ def to_csv(tables_: list[Table]) -> str:
             "std": cell.std,
             "best": cell.best,
             "not_significantly_worse": cell.not_worse,
+            "fits": cell.fits,
         }
         for table in tables_
         for model, cells in table.rows
         for column, cell in zip(table.columns, cells, strict=True)
     ]
+    frame = pd.DataFrame(lines)
+    # whole numbers, blank where there are none (a plain column would turn them into 1.0)
+    frame["fits"] = frame["fits"].astype("Int64")
     buffer = io.StringIO()
-    pd.DataFrame(lines).to_csv(buffer, index=False, lineterminator="\n")
+    frame.to_csv(buffer, index=False, lineterminator="\n")
     return buffer.getvalue()

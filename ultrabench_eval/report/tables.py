@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ultrabench_eval.results import robustness, stats
-from ultrabench_eval.results.record import ResultRecord
+from ultrabench_eval.results.record import ONE_FIT_NOTE, ResultRecord, Scores
 
 ALPHA = 0.05  # a model is "not significantly worse" when the paired test gives p >= ALPHA
 SCORE_HEADING = "test macro-F1 (x100), mean ± std over seeds"
@@ -29,13 +29,27 @@ DAGGER_NOTE = (
 
 @dataclass(frozen=True)
 class Cell:
-    """One table entry. `fmt`: "score" (mean, ± std when known), "percent" or "rank"."""
+    """One table entry. `fmt`: "score" (mean, ± std when known, `(1 fit)` when one probe fit
+    stands for every seed), "percent" or "rank"."""
 
     value: float | None
-    std: float | None = None
+    std: float | None = None  # None for one fit: it has no spread
     fmt: str = "score"
     best: bool = False
     not_worse: bool = False  # not significantly worse than the column's best
+    fits: int | None = None  # distinct probe fits behind a record's score
+
+    @classmethod
+    def of(cls, scores: Scores | None, best: bool = False, not_worse: bool = False) -> Cell:
+        """A record's score: its mean, its std unless one fit, its number of fits."""
+        if scores is None:
+            return cls(None)
+        return cls(scores.mean, scores.spread, "score", best, not_worse, scores.fit_count)
+
+
+def one_fit_notes(rows: list[tuple[str, list[Cell]]]) -> list[str]:
+    """The note that explains `(1 fit)`, when a cell shows it."""
+    return [ONE_FIT_NOTE] if any(c.fits == 1 for _, cells in rows for c in cells) else []
 
 
 @dataclass
@@ -95,7 +109,7 @@ def score_table(protocol_id: str, records: list[ResultRecord]) -> Table:
                 row.append(Cell(None))
                 continue
             best, not_worse = marks[task].get(model, (False, False))
-            row.append(Cell(record.scores.mean, record.scores.std, "score", best, not_worse))
+            row.append(Cell.of(record.scores, best, not_worse))
         mean = means.get(model)
         row.append(Cell(mean, None, "score", mean is not None and _close(mean, best_mean)))
         row.append(Cell(ranks[model], None, "rank", _close(ranks[model], best_rank)))
@@ -105,6 +119,7 @@ def score_table(protocol_id: str, records: list[ResultRecord]) -> Table:
         DAGGER_NOTE,
         "mean: over the tasks, for models that have them all; mean rank: over the tasks each "
         "model has (1 = best)",
+        *one_fit_notes(rows),
     ]
     return Table(
         name=protocol_id,

@@ -5,6 +5,7 @@ The bench writes its clean label budgets with it, the robustness protocol each c
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict
 from datetime import datetime, timezone
 from typing import Any, NamedTuple
@@ -40,6 +41,8 @@ from ultrabench_eval.results.record import (
 
 
 class SeedResult(NamedTuple):
+    """One distinct probe fit: the (first) seed that made it, its training size, its result."""
+
     seed: int
     train_size: int
     result: ProbeResult
@@ -59,15 +62,23 @@ def build_record(
     inputs_sha256: str,
     view: View | None = None,
     stages: dict[str, Any] | None = None,
+    seeds_requested: int | None = None,
 ) -> ResultRecord:
     """The record of one model x task x label budget (x corrupted view, when `view` is given),
-    as its file reads back (JSON types: lists, plain strings and numbers). `stages`: where
-    each stage ran (`run_stages`)."""
+    as its file reads back (JSON types: lists, plain strings and numbers). `per_seed`: one
+    entry per distinct probe fit (seeds that share a fit share an entry, see
+    `protocols.bench.FitPlan`), of the `seeds_requested` seeds asked (default: one per
+    entry). `stages`: where each stage ran (`run_stages`)."""
+    if not per_seed:
+        raise ValueError("a record needs at least one probe fit")
+    started = time.perf_counter()
     card = dataset.card
     test = dataset.splits["test"]
     scores = np.array([s.result.test_macro_f1 for s in per_seed], dtype=np.float64)
     predictions = np.stack([s.result.test_pred for s in per_seed])
     interval = stats.bootstrap_ci(test.labels, predictions, card.num_classes, seed=0)
+    # this record's own cost (its bootstrap interval, mostly), beside the stages it shares
+    timings = {**timings, "record_s": round(time.perf_counter() - started, 3)}
     record = ResultRecord(
         schema=SCHEMA,
         inputs_sha256=inputs_sha256,
@@ -97,13 +108,16 @@ def build_record(
             seeds=[s.seed for s in per_seed],
             image_store=image_store,
             corruption=None if view is None else _corruption(view),
+            seeds_requested=len(per_seed) if seeds_requested is None else seeds_requested,
         ),
         scores=Scores(
             metric="macro_f1",
             per_seed=[round(float(s), 6) for s in scores],
             mean=float(scores.mean()),
-            # sample standard deviation over seeds (ddof=1); 0 for one seed
+            # sample standard deviation over the fits (ddof=1); 0 for one fit, which the tables
+            # show as one fit, not as a spread
             std=float(scores.std(ddof=1)) if len(scores) > 1 else 0.0,
+            fits=len(per_seed),
             val_per_seed=[round(float(s.result.val_macro_f1), 6) for s in per_seed],
             # bootstrap over test images of the seed-mean score (ultrabench_eval.results.stats)
             ci95=[round(interval.low, 4), round(interval.high, 4)],

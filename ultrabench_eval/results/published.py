@@ -25,7 +25,7 @@ from tabulate import tabulate
 
 from ultrabench_eval.core.config import PACKAGE_DIR
 from ultrabench_eval.core.errors import UserError
-from ultrabench_eval.results.record import ResultRecord, Scores
+from ultrabench_eval.results.record import ResultRecord, Scores, score_text
 
 FORMATS = ("markdown", "csv")
 
@@ -138,7 +138,8 @@ class Comparison:
     published_mean: float
     published_std: float
     mean: float | None  # ours; None when we have no record for the cell
-    std: float | None
+    std: float | None  # None also for one fit, which has no spread
+    fits: int | None = None  # distinct probe fits behind our score
 
     @property
     def difference(self) -> float | None:
@@ -175,7 +176,8 @@ def compare(
                 mean,
                 std,
                 None if scores is None else float(scores.mean),
-                None if scores is None else float(scores.std),
+                None if scores is None or scores.spread is None else float(scores.spread),
+                None if scores is None else scores.fit_count,
             )
         )
     return out
@@ -198,7 +200,7 @@ def display_row(c: Comparison) -> list[str]:
     return [
         f"{c.model} ({c.published_model})",
         f"{c.task} ({c.published_task})",
-        "not run" if c.mean is None else f"{c.mean:.1f} ± {c.std:.1f}",
+        "not run" if c.mean is None else score_text(c.mean, c.std, c.fits),
         f"{c.published_mean:.1f} ± {c.published_std:.1f}",
         difference,
         in_std,
@@ -250,6 +252,7 @@ def _to_csv(comparisons: list[Comparison]) -> str:
             "published_std",
             "difference",
             "difference_in_std",
+            "fits",
         ]
     )
     for c in comparisons:
@@ -265,6 +268,7 @@ def _to_csv(comparisons: list[Comparison]) -> str:
                 _num(c.published_std),
                 _num(c.difference),
                 _num(c.difference_in_std),
+                "" if c.fits is None else str(c.fits),
             ]
         )
     return buffer.getvalue()

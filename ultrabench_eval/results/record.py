@@ -71,22 +71,69 @@ class ProtocolPart:
     fraction: float | None = None
     shots: int | None = None
     view: str = CLEAN
+    # the seed of each distinct probe fit behind the scores (the first seed that made it): a
+    # probe that ignores the seed, on the same training labels, is fitted once for all seeds
     seeds: list[int] | None = None
     image_store: list[Any] | None = None  # [size, interpolation]
     corruption: CorruptionPart | None = None  # only for corrupted views
+    # the seeds the run asked for (`--seeds`); None in records written before fits were shared,
+    # whose `seeds` lists every seed asked
+    seeds_requested: int | None = None
 
 
 @dataclass(frozen=True)
 class Scores:
-    """Test macro-F1 (x100) over seeds."""
+    """Test macro-F1 (x100) over the distinct probe fits: one per seed, except where seeds
+    share one fit (a probe that ignores the seed, on the same training labels)."""
 
     mean: float
-    std: float
+    std: float  # sample std over the fits; 0.0 for one fit, where there is no spread to show
     metric: str | None = "macro_f1"
-    per_seed: list[float] | None = None
+    per_seed: list[float] | None = None  # one per distinct fit
     val_per_seed: list[float] | None = None
     ci95: list[float] | None = None  # bootstrap over test images of the seed mean
     bootstrap_draws: int | None = None
+    # how many distinct fits the scores come from; None in older records: one per score
+    fits: int | None = None
+
+    @property
+    def fit_count(self) -> int | None:
+        """Distinct probe fits behind the scores: an older record has one per per-seed score;
+        None when it lists none."""
+        if self.fits is not None:
+            return self.fits
+        return len(self.per_seed) if self.per_seed else None
+
+    @property
+    def single_fit(self) -> bool:
+        """One fit: the std says nothing (tables show the score without `± 0.0`)."""
+        return self.fit_count == 1
+
+    @property
+    def spread(self) -> float | None:
+        """The std when there is one (two fits or more), else None."""
+        return None if self.single_fit else self.std
+
+    def text(self, pm: str = "±") -> str:
+        """`81.2 ± 1.3`, or `81.2 (1 fit)` (`score_text`)."""
+        return score_text(self.mean, self.spread, self.fit_count, pm)
+
+
+ONE_FIT = "(1 fit)"
+ONE_FIT_NOTE = (
+    f"{ONE_FIT}: one probe fit behind the score (one seed asked, or a probe that ignores the "
+    "seed, trained on the same labels for every seed): no spread over seeds to show"
+)
+
+
+def score_text(mean: float, std: float | None, fits: int | None = None, pm: str = "±") -> str:
+    """How every table and log line writes a score: `81.2 ± 1.3` (mean ± std over the fits),
+    `81.2 (1 fit)` when one fit stands for every seed, `81.2` when there is no std."""
+    if fits == 1:
+        return f"{mean:.1f} {ONE_FIT}"
+    if std is None:
+        return f"{mean:.1f}"
+    return f"{mean:.1f} {pm} {std:.1f}"
 
 
 @dataclass(frozen=True)
@@ -187,8 +234,16 @@ class ResultRecord:
 
     @property
     def seed_count(self) -> int:
-        """Seeds behind the scores (from the protocol, else from the per-seed scores)."""
+        """Seeds the run asked for (several may share one fit, see `fit_count`); in an older
+        record, the seeds listed by the protocol, else the per-seed scores."""
+        if self.protocol.seeds_requested is not None:
+            return self.protocol.seeds_requested
         return len(self.protocol.seeds or self.scores.per_seed or [])
+
+    @property
+    def fit_count(self) -> int | None:
+        """Distinct probe fits behind the scores (`Scores.fit_count`)."""
+        return self.scores.fit_count
 
     # -- JSON ----------------------------------------------------------------------------------
 
@@ -204,6 +259,8 @@ class ResultRecord:
             "shots": p.shots,
             "view": p.view,
             "seeds": p.seeds,
+            # added later: written only when set, so older files round-trip
+            **({"seeds_requested": p.seeds_requested} if p.seeds_requested is not None else {}),
             "image_store": p.image_store,
         }
         if p.corruption is not None:
@@ -247,6 +304,7 @@ class ResultRecord:
                 "per_seed": s.per_seed,
                 "mean": s.mean,
                 "std": s.std,
+                **({"fits": s.fits} if s.fits is not None else {}),
                 "val_per_seed": s.val_per_seed,
                 "ci95": s.ci95,
                 "bootstrap_draws": s.bootstrap_draws,
@@ -329,6 +387,7 @@ class _Parser:
                 val_per_seed=self.numbers(scores, "val_per_seed"),
                 ci95=self.numbers(scores, "ci95"),
                 bootstrap_draws=self.optional(scores, "bootstrap_draws", int),
+                fits=self.count(scores, "fits"),
             ),
             test=TestPart(
                 ids_sha256=self.optional(test, "ids_sha256", str),
@@ -373,6 +432,7 @@ class _Parser:
             shots=shots,
             view=self.optional(protocol, "view", str) or CLEAN,
             seeds=self.optional(protocol, "seeds", list),
+            seeds_requested=self.count(protocol, "seeds_requested"),
             image_store=self.optional(protocol, "image_store", list),
             corruption=corruption,
         )
@@ -403,6 +463,13 @@ class _Parser:
         if isinstance(value, float) and not math.isfinite(value):
             # NaN compares False with everything: it would sort, rank and pass checks silently
             raise self.fail(f"'{key}' should be a finite number, not {value}")
+        return value
+
+    def count(self, data: dict[str, Any] | None, key: str) -> int | None:
+        """An optional whole number at least 1 (fits, seeds)."""
+        value = self.optional(data, key, int)
+        if value is not None and value < 1:
+            raise self.fail(f"'{key}' should be at least 1, not {value}")
         return value
 
     def numbers(self, data: dict[str, Any] | None, key: str) -> list[float] | None:

@@ -6,6 +6,10 @@ probe options). `ubench check` fails (exit 1) when a cell dropped by more than t
 (points of macro-F1, or k baseline std), when a baseline cell has no record any more, or when a
 cell's setup differs from the baseline's (the scores would not be comparable). Cells that got
 better, or that the baseline does not have, are reported and do not fail.
+
+A cell's `seeds` are the seeds asked for; `fits` (absent from older baselines: one per score)
+how many distinct probe fits they made. A probe that ignores the seed fits once at all labels,
+so its std is 0 and `--tolerance-std` allows such a cell no drop: the report says so.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ def cell_of(record: ResultRecord) -> dict[str, Any]:
         "protocol": record.protocol_id,
         "mean": record.scores.mean,
         "std": record.scores.std,
+        "fits": record.fit_count,
         "per_seed": record.scores.per_seed,
         "setup": {
             "seeds": record.seed_count,
@@ -173,21 +178,32 @@ def check(
         if now is None:
             out.append(CellCheck(*key, cell["mean"], cell["std"], None, allowed, "missing"))
             continue
-        differs = _setup_difference(cell.get("setup"), now["setup"])
+        detail = _setup_difference(cell.get("setup"), now["setup"])
         drop = float(cell["mean"]) - float(now["mean"])
-        if differs:
+        if detail:
             status = "setup differs"
         elif drop > allowed + _EPS:
             status = "dropped"
+            if tolerance is None and single_fit(cell):
+                detail = "one fit: no std, so --tolerance-std allows no drop; use --tolerance"
+            elif tolerance is None and float(cell["std"]) == 0.0:
+                detail = "baseline std 0, so --tolerance-std allows no drop; use --tolerance"
         elif drop < -(allowed + _EPS):
             status = "improved"
         else:
             status = "ok"
-        out.append(
-            CellCheck(*key, cell["mean"], cell["std"], now["mean"], allowed, status, differs)
-        )
+        out.append(CellCheck(*key, cell["mean"], cell["std"], now["mean"], allowed, status, detail))
     known = {cell_key(c) for c in baseline["cells"]}
     return out, sorted(set(current) - known)
+
+
+def single_fit(cell: dict[str, Any]) -> bool:
+    """Whether one probe fit is behind a baseline cell (an older cell: one per-seed score)."""
+    fits = cell.get("fits")
+    if is_finite_number(fits):
+        return fits == 1
+    per_seed = cell.get("per_seed")
+    return isinstance(per_seed, list) and len(per_seed) == 1
 
 
 def describe_tolerance(tolerance: float | None, tolerance_std: float | None) -> str:

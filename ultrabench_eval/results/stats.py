@@ -2,9 +2,11 @@
 models on the same test images (from two result records), and aggregates across tasks.
 
 Both bootstraps resample test images (with replacement) and score every seed's predictions on
-each resample, so a score is the mean over seeds, as in the leaderboard. Resamples are drawn as
-multinomial counts, so all draws are scored at once with a few matrix products instead of
-materialising thousands of resampled arrays.
+each resample, so a score is the mean over seeds, as in the leaderboard. A record lists one
+prediction per distinct probe fit (seeds that share a fit share it), so two records compare
+whatever their number of fits: the mean over identical seeds is that one fit's score.
+Resamples are drawn as multinomial counts, so all draws are scored at once with a few matrix
+products instead of materialising thousands of resampled arrays.
 """
 
 from __future__ import annotations
