@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from ultrabench_eval.core.errors import UserError
 from ultrabench_eval.core.registry import register_model
-from ultrabench_eval.models.adapter import Adapter, InputSpec, ModelInfo
+from ultrabench_eval.models.adapter import Adapter, InputSpec, ModelInfo, PatchTokens
 
 
 class WeightFreeAdapter(Adapter):
@@ -50,6 +50,22 @@ class PixelsAdapter(WeightFreeAdapter):
     def forward_features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"raw": x.flatten(1)}
 
+    # Tokens: the 32x32 intensities cut into 4x4-pixel patches, as a ViT's patch embedding would
+    # see them, with no weights: an 8x8 grid of 16-d tokens.
+    patch = 4
+
+    @property
+    def token_dim(self) -> int:
+        return self.patch * self.patch
+
+    @property
+    def token_grid(self) -> tuple[int, int]:
+        return (32 // self.patch, 32 // self.patch)
+
+    def forward_tokens(self, x: torch.Tensor) -> PatchTokens:
+        patches = F.unfold(x, kernel_size=self.patch, stride=self.patch)  # [B, p*p, h*w]
+        return PatchTokens(patches.transpose(1, 2), self.token_grid)
+
 
 @register_model("hog")
 class HogAdapter(WeightFreeAdapter):
@@ -88,6 +104,23 @@ class HogAdapter(WeightFreeAdapter):
 
     def forward_features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"hog": hog(x[:, 0], self.orientations, self.cell, self.block)}
+
+    # Tokens: the descriptor's normalised blocks in place, one per block position (a 7x7 grid
+    # of overlapping 2x2-cell blocks, each 2 * 2 * 9 = 36-d): the pooled vector is exactly
+    # these tokens flattened.
+    @property
+    def token_dim(self) -> int:
+        return self.block * self.block * self.orientations
+
+    @property
+    def token_grid(self) -> tuple[int, int]:
+        side = 128 // self.cell - self.block + 1
+        return (side, side)
+
+    def forward_tokens(self, x: torch.Tensor) -> PatchTokens:
+        descriptor = hog(x[:, 0], self.orientations, self.cell, self.block)
+        h, w = self.token_grid
+        return PatchTokens(descriptor.view(len(x), h * w, self.token_dim), (h, w))
 
 
 def hog(images: torch.Tensor, orientations: int, cell: int, block: int) -> torch.Tensor:

@@ -24,7 +24,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -39,7 +39,10 @@ from ultrabench_eval.models.adapter import (
     CheckpointAdapter,
     InputSpec,
     ModelInfo,
+    PatchTokens,
     count_parameters,
+    grid_tokens,
+    patch_grid,
 )
 from ultrabench_eval.models.downloads import (
     Downloaded,
@@ -296,11 +299,17 @@ class DinoV2Variant:
 
 class DinoV2Adapter(CheckpointAdapter):
     """A DINOv2 backbone, 224 px, poolings `cls+mean` (DINOv2's linear probe: CLS concatenated
-    with the mean of patch tokens, the default), `cls` and `mean`."""
+    with the mean of patch tokens, the default), `cls` and `mean`.
+
+    Patch tokens: the last block's output through the final LayerNorm without the CLS and
+    register tokens (the official `x_norm_patchtokens`), 16x16 at 224 px, width 384 (S) or 768
+    (B). `mean` is their mean."""
 
     version = "1"
     poolings = DINO_POOLINGS
+    mean_of_tokens: ClassVar[str | None] = "mean"
     depth_full = 12
+    patch_size = 14
 
     def __init__(self, name: str, variant: DinoV2Variant) -> None:
         super().__init__(name)
@@ -351,6 +360,14 @@ class DinoV2Adapter(CheckpointAdapter):
         width = self.variant.embed_dim
         return {"cls+mean": 2 * width, "cls": width, "mean": width}
 
+    @property
+    def token_dim(self) -> int:
+        return self.variant.embed_dim
+
+    @property
+    def token_grid(self) -> tuple[int, int]:
+        return patch_grid(self.input_spec.size, self.patch_size)
+
     def build_model(self) -> nn.Module:
         registers = self.variant.registers
         return build_dinov2_vit(
@@ -392,9 +409,16 @@ class DinoV2Adapter(CheckpointAdapter):
         return download_hub_file(self.variant.hub_id, "model.safetensors")
 
     def forward_features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return dino_poolings(*self._final_tokens(x))
+
+    def forward_tokens(self, x: torch.Tensor) -> PatchTokens:
+        tokens, prefix = self._final_tokens(x)
+        return grid_tokens(tokens, prefix, patch_grid(x.shape, self.patch_size))
+
+    def _final_tokens(self, x: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """(the final normed tokens [B, 1 + registers + patches, D], the prefix count)."""
         assert self.model is not None, "load() first"
-        tokens = self.model.forward_features(x)
-        return dino_poolings(tokens, self.model.num_prefix_tokens)
+        return self.model.forward_features(x), self.model.num_prefix_tokens
 
 
 VARIANTS = {

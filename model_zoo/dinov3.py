@@ -23,13 +23,19 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, ClassVar
 
 import timm
 import torch
 from torch import nn
 
-from model_zoo.dinov2 import DINO_POOLINGS, Rule, dino_poolings, fuse_qkv, rename_keys
+from model_zoo.dinov2 import (
+    DINO_POOLINGS,
+    Rule,
+    dino_poolings,
+    fuse_qkv,
+    rename_keys,
+)
 from ultrabench_eval.core.errors import UserError
 from ultrabench_eval.core.registry import register_model
 from ultrabench_eval.models.adapter import (
@@ -38,7 +44,10 @@ from ultrabench_eval.models.adapter import (
     CheckpointAdapter,
     InputSpec,
     ModelInfo,
+    PatchTokens,
     count_parameters,
+    grid_tokens,
+    patch_grid,
 )
 from ultrabench_eval.models.downloads import download_hub_file
 
@@ -181,10 +190,17 @@ class DinoV3Variant:
 
 class DinoV3Adapter(CheckpointAdapter):
     """A DINOv3 LVD-1689M ViT, 256 px, poolings `cls+mean` (DINOv3's linear evaluation: CLS
-    concatenated with the mean of patch tokens, the default), `cls` and `mean`."""
+    concatenated with the mean of patch tokens, the default), `cls` and `mean`.
+
+    Patch tokens: the last block's output through the final LayerNorm without the CLS and the 4
+    storage tokens (the official `x_norm_patchtokens`; the S/B/L models share one norm for CLS
+    and patches, `untie_cls_and_patch_norms=False`), 16x16 at 256 px, width 384 / 768 / 1024.
+    `mean` is their mean."""
 
     version = "1"
     poolings = DINO_POOLINGS
+    mean_of_tokens: ClassVar[str | None] = "mean"
+    patch_size = 16
 
     def __init__(self, name: str, variant: DinoV3Variant) -> None:
         super().__init__(name)
@@ -229,6 +245,14 @@ class DinoV3Adapter(CheckpointAdapter):
         width = self.variant.embed_dim
         return {"cls+mean": 2 * width, "cls": width, "mean": width}
 
+    @property
+    def token_dim(self) -> int:
+        return self.variant.embed_dim
+
+    @property
+    def token_grid(self) -> tuple[int, int]:
+        return patch_grid(self.input_spec.size, self.patch_size)
+
     def build_model(self) -> nn.Module:
         return timm.create_model(
             self.variant.timm_name,
@@ -268,9 +292,16 @@ class DinoV3Adapter(CheckpointAdapter):
         return model, downloaded.weights_id
 
     def forward_features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return dino_poolings(*self._final_tokens(x))
+
+    def forward_tokens(self, x: torch.Tensor) -> PatchTokens:
+        tokens, prefix = self._final_tokens(x)
+        return grid_tokens(tokens, prefix, patch_grid(x.shape, self.patch_size))
+
+    def _final_tokens(self, x: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """(the final normed tokens [B, 1 + 4 storage + patches, D], the prefix count)."""
         assert self.model is not None, "load() first"
-        tokens = self.model.forward_features(x)
-        return dino_poolings(tokens, self.model.num_prefix_tokens)
+        return self.model.forward_features(x), self.model.num_prefix_tokens
 
 
 VARIANTS = {

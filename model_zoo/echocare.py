@@ -3,19 +3,31 @@
 The released `echocare_encoder.pth` is a flat state dict of MONAI's 2-D `SwinTransformer`
 (embed 128, patch 2, window 8, depths 2-2-18-2, heads 4-8-16-32, `use_v2=True`) plus the
 pre-training `mask_token`; it is rebuilt here without MONAI (`model_zoo.swin_monai`).
+
+Patch tokens: the last of the five maps the encoder returns (after the fourth stage and its
+patch merge, through MONAI's parameter-free channel LayerNorm `proj_out`), the map the `avg`
+pooling averages: 2048-d on an 8 x 8 grid at 256 px (patch 2, then four 2 x 2 merges: stride 32).
+`avg` is exactly their mean.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
 from model_zoo.swin_monai import SwinTransformer2d
 from ultrabench_eval.core.errors import UserError
 from ultrabench_eval.core.registry import register_model
-from ultrabench_eval.models.adapter import CheckpointAdapter, InputSpec, ModelInfo, count_parameters
+from ultrabench_eval.models.adapter import (
+    CheckpointAdapter,
+    InputSpec,
+    ModelInfo,
+    PatchTokens,
+    count_parameters,
+    map_tokens,
+)
 
 # SwinTransformer arguments of every published loader of echocare_encoder.pth.
 ECHOCARE_ARCH: dict[str, Any] = {
@@ -58,6 +70,7 @@ class EchoCare(CheckpointAdapter):
 
     layouts = ("echocare-encoder",)
     poolings = ("avg",)
+    mean_of_tokens: ClassVar[str | None] = "avg"
 
     def __init__(self, name: str = "echocare") -> None:
         super().__init__(name)
@@ -109,6 +122,21 @@ class EchoCare(CheckpointAdapter):
     def embed_dims(self) -> dict[str, int]:
         return {"avg": int(self.meta_model().num_features)}
 
+    @property
+    def token_dim(self) -> int:
+        return int(ECHOCARE_ARCH["embed_dim"]) * 2**4  # doubled by each of the four merges
+
+    @property
+    def token_grid(self) -> tuple[int, int]:
+        """The patch embedding and each of the four merges pad odd sizes up (MONAI's ceil)."""
+        grid = []
+        for size, patch in zip(self.input_spec.size, ECHOCARE_ARCH["patch_size"], strict=True):
+            side = -(-size // patch)
+            for _ in range(4):
+                side = -(-side // 2)
+            grid.append(side)
+        return (grid[0], grid[1])
+
     def build_model(self) -> torch.nn.Module:
         arch = dict(ECHOCARE_ARCH)
         if self.depth:
@@ -118,7 +146,13 @@ class EchoCare(CheckpointAdapter):
     def convert_checkpoint(self, checkpoint: Mapping[str, Any], source: str) -> dict:
         return echocare_encoder_state(checkpoint, source)
 
-    def forward_features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _last_map(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, 2048, H/32, W/32]: the last stage's map after its merge, channel-normalised."""
         assert self.model is not None, "load() first"
-        last = self.model(x)[-1]  # [B, 2048, H/32, W/32], channel-normalised
-        return {"avg": last.mean(dim=(2, 3))}
+        return self.model(x)[-1]
+
+    def forward_features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"avg": self._last_map(x).mean(dim=(2, 3))}
+
+    def forward_tokens(self, x: torch.Tensor) -> PatchTokens:
+        return map_tokens(self._last_map(x))

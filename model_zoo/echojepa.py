@@ -14,12 +14,18 @@ evals/image_classification_frozen/modelcustom/vit_encoder.py). The 8 tubelets th
 identical pixels and differ only by their temporal rotary phase, as in that evaluation.
 Pooling: EchoJEPA probes all 1568 tokens with a trained attentive probe; a linear probe here
 gets their mean (`mean`, after the final LayerNorm).
+
+Patch tokens: the same final-LayerNormed tokens of the clip, [B, T' * h * w, D] ordered time,
+row, column, reshaped to [B, T', h * w, D] and averaged over the T' tubelets (8 at 16 frames),
+so one 1024-d token per 16 x 16 patch on the 14 x 14 grid at 224 px (the reduced one-tubelet
+test variants keep that grid). Every position has the same T' tubelets, so the mean of these
+tokens is the mean of all clip tokens: the `mean` pooling.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -32,7 +38,9 @@ from ultrabench_eval.models.adapter import (
     CheckpointAdapter,
     InputSpec,
     ModelInfo,
+    PatchTokens,
     count_parameters,
+    patch_grid,
 )
 
 CHECKPOINT_KEY = "target_encoder"
@@ -73,7 +81,10 @@ class EchoJEPAL(CheckpointAdapter):
 
     layouts = ("echojepa-l-train",)
     poolings = ("mean",)
+    mean_of_tokens: ClassVar[str | None] = "mean"
     num_frames = CLIP_FRAMES
+    patch_size = 16
+    tubelet_size = 2
 
     def __init__(self, name: str = "echojepa-l") -> None:
         super().__init__(name)
@@ -131,6 +142,14 @@ class EchoJEPAL(CheckpointAdapter):
     def embed_dims(self) -> dict[str, int]:
         return {"mean": VIT_LARGE["embed_dim"]}
 
+    @property
+    def token_dim(self) -> int:
+        return VIT_LARGE["embed_dim"]
+
+    @property
+    def token_grid(self) -> tuple[int, int]:
+        return patch_grid(self.input_spec.size, self.patch_size)
+
     def reduced(self, depth: int) -> EchoJEPAL:
         """Fewer blocks and a one-tubelet clip: 16 frames make 1568 tokens, too slow for the
         contract's CPU runs (tests/test_model_zoo_echojepa.py runs longer clips)."""
@@ -142,7 +161,9 @@ class EchoJEPAL(CheckpointAdapter):
         kwargs = dict(VIT_LARGE)
         if self.depth:
             kwargs["depth"] = self.depth
-        return VJEPA2VisionTransformer(patch_size=16, tubelet_size=2, **kwargs)
+        return VJEPA2VisionTransformer(
+            patch_size=self.patch_size, tubelet_size=self.tubelet_size, **kwargs
+        )
 
     def convert_checkpoint(self, checkpoint: Mapping[str, Any], source: str) -> dict:
         return echojepa_encoder_state(checkpoint, source)
@@ -151,7 +172,17 @@ class EchoJEPAL(CheckpointAdapter):
         """Preprocessed images [B, C, H, W] -> clips [B, C, frames, H, W] of repeated frames."""
         return x.unsqueeze(2).expand(-1, -1, self.num_frames, -1, -1)
 
-    def forward_features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _clip_tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """The clip's final-LayerNormed tokens [B, T' * h * w, D], ordered time, row, column."""
         assert self.model is not None, "load() first"
-        tokens = self.model(self.clip(x))
-        return {"mean": tokens.mean(dim=1)}
+        return self.model(self.clip(x))
+
+    def forward_features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"mean": self._clip_tokens(x).mean(dim=1)}
+
+    def forward_tokens(self, x: torch.Tensor) -> PatchTokens:
+        """The clip's final-normed tokens averaged over its tubelets: [B, h * w, D]."""
+        tokens = self._clip_tokens(x)
+        grid = patch_grid(x.shape, self.patch_size)
+        per_frame = tokens.unflatten(1, (-1, grid[0] * grid[1]))  # [B, T', h * w, D]
+        return PatchTokens(per_frame.mean(dim=1), grid)

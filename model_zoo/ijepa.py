@@ -31,7 +31,9 @@ from ultrabench_eval.models.adapter import (
     CheckpointAdapter,
     InputSpec,
     ModelInfo,
+    PatchTokens,
     count_parameters,
+    grid_tokens,
     token_poolings,
 )
 from ultrabench_eval.models.downloads import download_url
@@ -124,7 +126,12 @@ LAST4 = "mean-last4"
 class JepaViTAdapter(CheckpointAdapter):
     """An I-JEPA-style ViT encoder (no class token): `mean` is the mean of the final
     LayerNorm's patch tokens; adapters whose paper also probes the last four layers add
-    `mean-last4` to `poolings`. Subclasses set `vit`, `checkpoint_entry`, `layouts` and `info`."""
+    `mean-last4` to `poolings`. Subclasses set `vit`, `checkpoint_entry`, `layouts` and `info`.
+
+    Patch tokens: the output of the last block through the final LayerNorm (what I-JEPA's
+    evaluation average-pools, paper App. A.1), all of them (there is no class token), on the
+    (img_size / patch)^2 grid: 16x16 for patch 14 and 14x14 for patch 16 at 224 px. `mean` is
+    their mean; `mean-last4` (the last four blocks) is not."""
 
     vit: ClassVar[JepaViT]
     checkpoint_entry: ClassVar[str] = "target_encoder"
@@ -132,6 +139,7 @@ class JepaViTAdapter(CheckpointAdapter):
     mean: ClassVar[tuple[float, ...]] = IMAGENET_MEAN
     std: ClassVar[tuple[float, ...]] = IMAGENET_STD
     poolings = ("mean",)
+    mean_of_tokens: ClassVar[str | None] = "mean"
 
     @property
     def input_spec(self) -> InputSpec:
@@ -144,6 +152,15 @@ class JepaViTAdapter(CheckpointAdapter):
         if LAST4 in self.poolings:
             dims[LAST4] = self.vit.embed_dim * self._last_layers()
         return dims
+
+    @property
+    def token_dim(self) -> int:
+        return self.vit.embed_dim
+
+    @property
+    def token_grid(self) -> tuple[int, int]:
+        side = self.vit.img_size // self.vit.patch_size
+        return (side, side)
 
     def _last_layers(self) -> int:
         return min(4, self.depth or self.vit.depth)  # reduced test variants may have fewer
@@ -164,14 +181,21 @@ class JepaViTAdapter(CheckpointAdapter):
     def forward_features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         assert self.model is not None, "load() first"
         if LAST4 not in self.poolings:
-            tokens = self.model.forward_features(x)  # [B, N, D] after the final LayerNorm
-            return token_poolings(tokens, num_prefix_tokens=0)
+            return token_poolings(self._final_tokens(x), num_prefix_tokens=0)
         # one pass: final tokens plus the last blocks' outputs, each through the final norm
         tokens, layers = self.model.forward_intermediates(
             x, indices=self._last_layers(), norm=True, output_fmt="NLC"
         )
         last4 = torch.cat([layer.mean(dim=1) for layer in layers], dim=-1)
         return {"mean": tokens.mean(dim=1), LAST4: last4}
+
+    def _final_tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, N, D]: the last block's output through the final LayerNorm (no prefix tokens)."""
+        assert self.model is not None, "load() first"
+        return self.model.forward_features(x)
+
+    def forward_tokens(self, x: torch.Tensor) -> PatchTokens:
+        return grid_tokens(self._final_tokens(x), num_prefix_tokens=0, grid=self.token_grid)
 
 
 class IJepaAdapter(JepaViTAdapter):

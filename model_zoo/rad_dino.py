@@ -15,7 +15,7 @@ Default pooling: the CLS token after the final LayerNorm, transformers' `pooler_
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -30,7 +30,15 @@ from model_zoo.dinov2 import (
 )
 from ultrabench_eval.core.errors import UserError
 from ultrabench_eval.core.registry import register_model
-from ultrabench_eval.models.adapter import CheckpointAdapter, InputSpec, ModelInfo, count_parameters
+from ultrabench_eval.models.adapter import (
+    CheckpointAdapter,
+    InputSpec,
+    ModelInfo,
+    PatchTokens,
+    count_parameters,
+    grid_tokens,
+    patch_grid,
+)
 from ultrabench_eval.models.downloads import download_hub_file
 
 HUB_ID = "microsoft/rad-dino"
@@ -85,12 +93,18 @@ def rad_dino_state(checkpoint: Mapping[str, Any], source: str) -> dict[str, Any]
 @register_model("rad-dino")
 class RadDino(CheckpointAdapter):
     """RAD-DINO ViT-B/14, 518 px, MIMIC-CXR normalisation; poolings `cls` (pooler_output, the
-    default), `mean` (patch tokens) and `cls+mean`."""
+    default), `mean` (patch tokens) and `cls+mean`.
+
+    Patch tokens: the last block's output through the final LayerNorm without the CLS token
+    (transformers' `last_hidden_state[:, 1:]`, the patch tokens the model card reshapes to a
+    37x37 map), 37x37 at 518 px, width 768. `mean` is their mean."""
 
     version = "1"
     poolings = ("cls", "cls+mean", "mean")
+    mean_of_tokens: ClassVar[str | None] = "mean"
     layouts = ("rad-dino-hf", "rad-dino-backbone")
     width = 768
+    patch_size = 14
 
     def __init__(self, name: str = "rad-dino") -> None:
         super().__init__(name)
@@ -125,6 +139,14 @@ class RadDino(CheckpointAdapter):
     def embed_dims(self) -> dict[str, int]:
         return {"cls+mean": 2 * self.width, "cls": self.width, "mean": self.width}
 
+    @property
+    def token_dim(self) -> int:
+        return self.width
+
+    @property
+    def token_grid(self) -> tuple[int, int]:
+        return patch_grid(self.input_spec.size, self.patch_size)
+
     def build_model(self) -> nn.Module:
         # Resampling arguments as dinov2_vitb14's; unused at the native 518 px grid.
         return build_dinov2_vit(
@@ -149,6 +171,13 @@ class RadDino(CheckpointAdapter):
         return model, downloaded.weights_id
 
     def forward_features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return dino_poolings(*self._final_tokens(x))
+
+    def forward_tokens(self, x: torch.Tensor) -> PatchTokens:
+        tokens, prefix = self._final_tokens(x)
+        return grid_tokens(tokens, prefix, patch_grid(x.shape, self.patch_size))
+
+    def _final_tokens(self, x: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """(the final normed tokens [B, 1 + patches, D], the prefix count)."""
         assert self.model is not None, "load() first"
-        tokens = self.model.forward_features(x)
-        return dino_poolings(tokens, self.model.num_prefix_tokens)
+        return self.model.forward_features(x), self.model.num_prefix_tokens

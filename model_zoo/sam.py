@@ -31,13 +31,17 @@ from ultrabench_eval.models.adapter import (
     IMAGENET_STD,
     InputSpec,
     ModelInfo,
+    PatchTokens,
     count_parameters,
+    map_tokens,
+    patch_grid,
 )
 from ultrabench_eval.models.layouts import CheckpointLayout
 
 SAM_DEPTH = 12
 SAM_GLOBAL_BLOCKS = (2, 5, 8, 11)  # build_sam_vit_b's encoder_global_attn_indexes
 SAM_INPUT = 1024
+SAM_PATCH = 16  # patch_embed: 16x16 conv, stride 16 (1024 px -> 64 x 64 tokens)
 # Reduced (test) variants run at this input: one 1024-px image through a depth-2 model with one
 # global block takes ~5 s and a batch of 8 ~14 GB on a CPU. timm resamples the 64x64 absolute
 # position table and SAM's get_rel_pos interpolates the global relative-position tables, so the
@@ -205,18 +209,35 @@ def build_sam_vitb(depth: int | None = None, img_size: int = SAM_INPUT) -> nn.Mo
     )
 
 
+def samvit_maps(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(neck output [B, 256, h, w], last block's output [B, 768, h, w]) of a timm samvit."""
+    neck, (tokens,) = model.forward_intermediates(x, indices=1, norm=False)
+    return neck, tokens
+
+
 def samvit_poolings(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
     """Neck-output mean (256-d) and last-block mean before the neck (768-d) of a timm samvit."""
-    neck, (tokens,) = model.forward_intermediates(x, indices=1, norm=False)
+    return maps_poolings(*samvit_maps(model, x))
+
+
+def maps_poolings(neck: torch.Tensor, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The SAM family's poolings of the neck output and the neck's input, both NCHW."""
     return {NECK_MEAN: neck.mean(dim=(2, 3)), PRENECK_MEAN: tokens.mean(dim=(2, 3))}
 
 
 class SamViTBAdapter(TimmAdapter):
     """A SAM ViT-B image encoder: timm samvit with SAM's settings, 1024 px, ImageNet mean/std,
     neck-mean and pre-neck-mean poolings. Subclasses name the weights and their layouts.
-    Reduced variants keep a global block (`kept_blocks`) and run at REDUCED_INPUT px."""
+    Reduced variants keep a global block (`kept_blocks`) and run at REDUCED_INPUT px.
+
+    Patch tokens: the neck output, SAM's 256-d image embedding (what its mask decoder reads:
+    conv 1x1, LayerNorm2d, conv 3x3, LayerNorm2d after the last block), 64 x 64 at 1024 px
+    (16 x 16 for reduced variants at REDUCED_INPUT px); its mean is the 'mean' pooling. All of
+    the token contract is defined here, none of TimmAdapter's generic implementation applies.
+    """
 
     poolings = (NECK_MEAN, PRENECK_MEAN)  # type: ignore[assignment]
+    mean_of_tokens = NECK_MEAN
 
     def __init__(self, name: str, model_name: str = "samvit_base_patch16.sa1b") -> None:
         super().__init__(name, model_name=model_name)
@@ -235,9 +256,23 @@ class SamViTBAdapter(TimmAdapter):
     def checkpoint_layouts(self) -> list[CheckpointLayout]:
         return reduced_layouts(self.layouts, self.depth)
 
+    @property
+    def token_dim(self) -> int:
+        return NECK_WIDTH
+
+    @property
+    def token_grid(self) -> tuple[int, int]:
+        return patch_grid(self.input_spec.size, SAM_PATCH)
+
     def forward_features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         assert self.model is not None, "load() first"
         return samvit_poolings(self.model, x)
+
+    def forward_tokens(self, x: torch.Tensor) -> PatchTokens:
+        """The neck output [B, 256, h, w] (SAM's image embedding) as tokens [B, h * w, 256]."""
+        assert self.model is not None, "load() first"
+        neck, _ = samvit_maps(self.model, x)
+        return map_tokens(neck)
 
 
 @register_model("sam-vitb")

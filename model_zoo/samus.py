@@ -40,7 +40,14 @@ from model_zoo.sam import (
 )
 from ultrabench_eval.core.errors import UserError
 from ultrabench_eval.core.registry import register_model
-from ultrabench_eval.models.adapter import CheckpointAdapter, InputSpec, ModelInfo, count_parameters
+from ultrabench_eval.models.adapter import (
+    CheckpointAdapter,
+    InputSpec,
+    ModelInfo,
+    PatchTokens,
+    count_parameters,
+    map_tokens,
+)
 from ultrabench_eval.models.layouts import CheckpointLayout
 
 SAMUS_INPUT = 256
@@ -50,6 +57,7 @@ SAM_GRID = 64  # SAM's pretrained 1024 / 16 position table
 WIDTH = 768
 HEADS = 12
 WINDOW = 14
+GRID = SAMUS_INPUT // PATCH_STRIDE  # (264 - 16) / 8 + 1 = 32 tokens a side
 
 
 def _conv_ln_gelu(in_chans: int, out_chans: int) -> nn.Sequential:
@@ -247,7 +255,7 @@ class SamusImageEncoder(nn.Module):
         )
         self.input_Adapter = BottleneckAdapter()  # SAMUS's key names
 
-    def forward_tokens(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_preneck(self, x: torch.Tensor) -> torch.Tensor:
         """[B, 3, 256, 256] on [0, 1] -> the fused tokens before the neck, [B, 32, 32, 768]."""
         cnn = self.cnn_embed(x)
         x = self.input_Adapter(self.patch_embed(x))
@@ -258,16 +266,22 @@ class SamusImageEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The image embedding, [B, 256, 32, 32]."""
-        return self.neck(self.forward_tokens(x).permute(0, 3, 1, 2))
+        return self.neck(self.forward_preneck(x).permute(0, 3, 1, 2))
 
 
 @register_model("samus")
 class Samus(CheckpointAdapter):
     """SAMUS image encoder (US30K), 256 px, grayscale on [0, 1] repeated to 3 channels with no
-    mean/std; poolings: neck-output mean (256-d, default) and pre-neck mean (768-d)."""
+    mean/std; poolings: neck-output mean (256-d, default) and pre-neck mean (768-d).
+
+    Patch tokens: the neck output, SAMUS's 256-d image embedding (what its mask decoder reads:
+    conv 1x1, LayerNorm2d, conv 3x3, LayerNorm2d on the last block's tokens + 0.5 x the CNN
+    branch), on the 32 x 32 grid of the stride-8 patch embedding at 256 px (reduced variants
+    too); its mean is the 'mean' pooling."""
 
     layouts = ("samus-official",)
     poolings = (NECK_MEAN, PRENECK_MEAN)
+    mean_of_tokens = NECK_MEAN
 
     def __init__(self, name: str = "samus") -> None:
         super().__init__(name)
@@ -315,6 +329,14 @@ class Samus(CheckpointAdapter):
     def embed_dims(self) -> dict[str, int]:
         return {NECK_MEAN: NECK_WIDTH, PRENECK_MEAN: WIDTH}
 
+    @property
+    def token_dim(self) -> int:
+        return NECK_WIDTH
+
+    @property
+    def token_grid(self) -> tuple[int, int]:
+        return GRID, GRID
+
     def checkpoint_layouts(self) -> list[CheckpointLayout]:
         # reduced variants keep a global block, with its adapters (see model_zoo.sam)
         return reduced_layouts(self.layouts, self.depth)
@@ -336,8 +358,17 @@ class Samus(CheckpointAdapter):
         # prompt_encoder.* and mask_decoder.* are not benchmarked
         return encoder
 
-    def forward_features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _maps(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(neck output [B, 256, 32, 32], the neck's input [B, 32, 32, 768])."""
         assert self.model is not None, "load() first"
-        tokens = self.model.forward_tokens(x)
-        neck = self.model.neck(tokens.permute(0, 3, 1, 2))
+        tokens = self.model.forward_preneck(x)
+        return self.model.neck(tokens.permute(0, 3, 1, 2)), tokens
+
+    def forward_features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        neck, tokens = self._maps(x)
         return {NECK_MEAN: neck.mean(dim=(2, 3)), PRENECK_MEAN: tokens.mean(dim=(1, 2))}
+
+    def forward_tokens(self, x: torch.Tensor) -> PatchTokens:
+        """The neck output (SAMUS's image embedding) as tokens [B, 32 * 32, 256]."""
+        neck, _ = self._maps(x)
+        return map_tokens(neck)

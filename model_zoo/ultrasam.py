@@ -25,7 +25,11 @@ ULTRASAM_URL = "https://s3.unistra.fr/camma_public/github/ultrasam/UltraSam.pth"
 @register_model("ultrasam")
 class UltraSam(SamViTBAdapter):
     """UltraSam image encoder, 1024 px. Default pooling: the average of the last block's tokens
-    before the neck (768-d), as UltraSam's own classification configs read the backbone."""
+    before the neck (768-d), as UltraSam's own classification configs read the backbone.
+
+    Patch tokens (from SamViTBAdapter): the neck output, the 256-d image embedding UltraSam's
+    mask decoder reads, 64 x 64 at 1024 px; their mean is the 'mean' pooling, not the default
+    'preneck-mean'."""
 
     layouts = ("ultrasam-mmdet",)
     # a full Runner checkpoint (message_hub, optimizer, param_schedulers) is read too: mmengine's

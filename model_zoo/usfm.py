@@ -11,12 +11,17 @@ For classification the official code (openmedlab/USFM, usdsgen) builds the same 
 `norm` by identity and pools `fc_norm(mean of patch tokens)` with a freshly initialised
 `fc_norm`. The default `mean` pooling reproduces that: the patch-token mean of the last block's
 output, layer-normalised without affine parameters (fc_norm at its initialisation).
+
+Patch tokens: the last block's 196 patch tokens (CLS dropped) through the pre-trained final
+`norm` (the norm the `cls` pooling uses), 768-d on the 14 x 14 grid at 224 px. No pooling is
+their mean: `mean` normalises the mean of the un-normed tokens (fc_norm), so `mean_of_tokens`
+is None.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -30,7 +35,9 @@ from ultrabench_eval.models.adapter import (
     CheckpointAdapter,
     InputSpec,
     ModelInfo,
+    PatchTokens,
     count_parameters,
+    grid_tokens,
 )
 
 WEIGHTS_URL = "https://drive.google.com/file/d/1KRwXZgYterH895Z8EpXpR1L1eSMMJo4q/view"
@@ -39,6 +46,8 @@ SHARED_BIAS = "rel_pos_bias.relative_position_bias_table"
 # index, a constant that timm recomputes (same BEiT construction) and does not store.
 DROPPED = ("mask_token", "rel_pos_bias.relative_position_index")
 EMBED_DIM = 768
+IMG_SIZE = 224
+PATCH_SIZE = 16
 LN_EPS = 1e-6  # usdsgen build_vit: partial(nn.LayerNorm, eps=1e-6)
 
 
@@ -67,6 +76,8 @@ class USFM(CheckpointAdapter):
 
     layouts = ("usfm-vitb16",)
     poolings = ("mean", "cls")
+    # `mean` is layer_norm(mean of the un-normed patch tokens), not the mean of the tokens
+    mean_of_tokens: ClassVar[str | None] = None
 
     def __init__(self, name: str = "usfm") -> None:
         super().__init__(name)
@@ -109,10 +120,18 @@ class USFM(CheckpointAdapter):
     def embed_dims(self) -> dict[str, int]:
         return dict.fromkeys(self.poolings, EMBED_DIM)
 
+    @property
+    def token_dim(self) -> int:
+        return EMBED_DIM
+
+    @property
+    def token_grid(self) -> tuple[int, int]:
+        return (IMG_SIZE // PATCH_SIZE, IMG_SIZE // PATCH_SIZE)
+
     def build_model(self) -> torch.nn.Module:
         return Beit(
-            img_size=224,
-            patch_size=16,
+            img_size=IMG_SIZE,
+            patch_size=PATCH_SIZE,
             embed_dim=EMBED_DIM,
             depth=self.depth or 12,
             num_heads=12,
@@ -138,3 +157,9 @@ class USFM(CheckpointAdapter):
     def forward_features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         assert self.model is not None, "load() first"
         return usfm_poolings(self.model, x)
+
+    def forward_tokens(self, x: torch.Tensor) -> PatchTokens:
+        """Patch tokens of the last block through the pre-trained final `norm`, CLS dropped."""
+        assert self.model is not None, "load() first"
+        tokens = self.model.norm(block_tokens(self.model, x))
+        return grid_tokens(tokens, 1, self.model.patch_embed.grid_size)

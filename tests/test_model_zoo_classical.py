@@ -48,3 +48,21 @@ def test_pixels_are_area_downsampled_intensities():
 def test_weight_free_models_refuse_weights():
     with pytest.raises(UserError, match="has no weights"):
         PixelsAdapter().load("x.pth")
+
+
+def test_hog_tokens_are_the_descriptor_s_blocks_in_place():
+    adapter = HogAdapter().load()
+    images = torch.randint(0, 256, (2, 1, 100, 90), dtype=torch.uint8)
+    tokens, grid = adapter.embed_tokens(images)
+    assert grid == (7, 7) and tokens.shape == (2, 49, 36)
+    assert torch.equal(tokens.flatten(1), adapter.embed(images)["hog"])
+
+
+def test_pixel_tokens_are_4x4_patches_row_major():
+    adapter = PixelsAdapter().load()
+    images = torch.zeros((1, 1, 32, 32), dtype=torch.uint8)
+    images[:, :, 4:8, 8:12] = 255  # the patch in grid row 1, column 2
+    tokens, grid = adapter.embed_tokens(images)
+    assert grid == (8, 8) and tokens.shape == (1, 64, 16)
+    lit = (tokens[0] == 1.0).all(dim=1).nonzero().flatten().tolist()
+    assert lit == [1 * 8 + 2] and tokens[0].sum() == 16

@@ -90,10 +90,9 @@ def _official_resample(pos: torch.Tensor, grid: int, registers: bool) -> torch.T
     return torch.cat([pos[:, :1], patch.permute(0, 2, 3, 1).reshape(1, grid * grid, -1)], dim=1)
 
 
-def test_224px_uses_dinov2s_own_position_resampling(loaded):
-    """At 224 px the adapter must equal a stock 224 px timm ViT whose position embedding was
-    resampled with the official DINOv2 call (which differs from timm's own resampling)."""
-    name, state, (adapter, _) = loaded
+def _stock_224(name: str, state: dict):
+    """A stock 224 px timm ViT whose position embedding was resampled with the official DINOv2
+    call (which differs from timm's own resampling)."""
     registers = VARIANTS[name].registers > 0
     resampled = _official_resample(state["pos_embed"], 16, registers)
     stock = timm.create_model(VARIANTS[name].timm_name, depth=DEPTH, num_classes=0, img_size=224)
@@ -105,11 +104,42 @@ def test_224px_uses_dinov2s_own_position_resampling(loaded):
     else:
         stock_state["pos_embed"] = resampled
     stock.load_state_dict(stock_state, strict=True)
+    return stock.eval()
+
+
+def test_224px_uses_dinov2s_own_position_resampling(loaded):
+    """At 224 px the adapter must equal the stock ViT with DINOv2's resampling."""
+    name, state, (adapter, _) = loaded
     x = adapter.preprocess(_images())
     with torch.inference_mode():
         ours = adapter.model.forward_features(x)
-        theirs = stock.eval().forward_features(x)
+        theirs = _stock_224(name, state).forward_features(x)
     torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
+
+
+def test_tokens_are_the_reference_normed_patch_tokens(loaded):
+    """Patch tokens = the reference model's final normed tokens without CLS and registers (the
+    official x_norm_patchtokens), row-major on the 16x16 grid; their mean is `mean`."""
+    name, state, (adapter, _) = loaded
+    images = _images()
+    tokens, grid = adapter.embed_tokens(images)
+    with torch.inference_mode():
+        reference = _stock_224(name, state).forward_features(adapter.preprocess(images))
+    prefix = 1 + VARIANTS[name].registers
+    assert grid == adapter.token_grid == (16, 16)
+    assert tokens.shape == (2, 16 * 16, 384) and adapter.token_dim == 384
+    torch.testing.assert_close(tokens, reference[:, prefix:], rtol=1e-5, atol=1e-5)
+    assert adapter.mean_of_tokens == "mean"
+    torch.testing.assert_close(tokens.mean(1), adapter.embed(images)["mean"])
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_full_size_token_grid_and_width(name):
+    adapter = make_adapter(name)
+    assert adapter.token_grid == (16, 16)  # 224 px / 14
+    assert adapter.token_dim == VARIANTS[name].embed_dim
+    model = adapter.meta_model()
+    assert model.patch_embed.patch_size == (14, 14) and model.embed_dim == adapter.token_dim
 
 
 def test_offset_resampling_is_not_timms():

@@ -139,6 +139,32 @@ def test_poolings_exclude_storage_tokens(files):
     assert adapter.default_pooling == "cls+mean"
 
 
+def test_tokens_are_the_reference_normed_patch_tokens(files):
+    """Patch tokens = timm's stock model's final normed tokens without CLS and the 4 storage
+    tokens (the official x_norm_patchtokens), row-major on the 16x16 grid; their mean is `mean`."""
+    _, stock, paths = files
+    adapter = _load(paths["official"])
+    images = _images()
+    tokens, grid = adapter.embed_tokens(images)
+    with torch.inference_mode():
+        reference = stock.forward_features(adapter.preprocess(images))
+    assert grid == adapter.token_grid == (16, 16)
+    assert tokens.shape == (2, 16 * 16, 384) and adapter.token_dim == 384
+    torch.testing.assert_close(tokens, reference[:, 5:], rtol=1e-6, atol=1e-6)
+    assert adapter.mean_of_tokens == "mean"
+    torch.testing.assert_close(tokens.mean(1), adapter.embed(images)["mean"])
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_full_size_token_grid_and_width(name):
+    adapter = make_adapter(name)
+    assert adapter.token_grid == (16, 16)  # 256 px / 16
+    assert adapter.token_dim == VARIANTS[name].embed_dim
+    model = adapter.meta_model()
+    assert model.patch_embed.patch_size == (16, 16) and model.embed_dim == adapter.token_dim
+    assert model.num_prefix_tokens == 5
+
+
 def test_the_files_rope_periods_are_used(files, tmp_path):
     """The official model runs with the periods stored in its file (timm would recompute them):
     a file with bfloat16-rounded periods gives other features, through the adapter too."""

@@ -78,6 +78,24 @@ def test_official_file_loads_and_pools_the_last_normalised_map(layout, tmp_path)
     torch.testing.assert_close(features, last.mean(dim=(2, 3)))
     # Pooled after MONAI's channel LayerNorm: every position, hence the average, has mean 0.
     assert abs(float(features.mean())) < 1e-5
+    # Tokens: that same map, row-major, and `avg` is their mean.
+    maps.clear()
+    tokens, grid = adapter.embed_tokens(images.to(torch.uint8))
+    last = maps[0][-1]
+    assert grid == adapter.token_grid == (8, 8) and tokens.shape == (1, 64, 2048)
+    torch.testing.assert_close(tokens, last.permute(0, 2, 3, 1).reshape(1, 64, 2048))
+    torch.testing.assert_close(tokens[0, 1], last[0, :, 0, 1])  # first row, second column
+    assert adapter.mean_of_tokens == "avg"
+    torch.testing.assert_close(tokens.mean(dim=1), features)
+
+
+def test_full_size_token_grid_and_width():
+    adapter = EchoCare()
+    assert adapter.token_grid == (8, 8) and adapter.token_dim == 2048
+    with torch.device("meta"):
+        last = adapter.meta_model()(torch.empty(1, 3, 256, 256))[-1]
+    assert tuple(last.shape) == (1, adapter.token_dim, *adapter.token_grid)
+    assert adapter.reduced(1).token_grid == (8, 8)
 
 
 def test_input_is_256_px_unit_range_grayscale_repeated():

@@ -87,6 +87,32 @@ def test_still_image_equals_the_encoder_on_an_explicit_repeated_frame_clip(
     torch.testing.assert_close(out, tokens.mean(dim=1), rtol=1e-5, atol=1e-5)
 
 
+def test_tokens_are_the_reference_clip_tokens_averaged_over_time(checkpoint, checkpoint_file):
+    adapter = EchoJEPAL().reduced(1).load(checkpoint_file)
+    adapter.num_frames = 16  # the published clip: 8 tubelets, on a one-block model
+    images = _images(1)
+    tokens, grid = adapter.embed_tokens(images)
+    assert grid == adapter.token_grid == (14, 14) and tokens.shape == (1, 196, 1024)
+    clip = torch.stack([adapter.preprocess(images)] * 16, dim=2)
+    reference = VJEPA2VisionTransformer(depth=1).eval()
+    target = checkpoint["target_encoder"]
+    reference.load_state_dict({k: target[f"module.backbone.{k}"] for k in reference.state_dict()})
+    with torch.no_grad():
+        clip_tokens = reference(clip)  # [1, 8 * 196, 1024], time, row, column
+    want = clip_tokens.view(1, 8, 14, 14, 1024).mean(dim=1).flatten(1, 2)
+    torch.testing.assert_close(tokens, want, rtol=1e-5, atol=1e-5)
+    # the tubelets differ (temporal RoPE), so the average is not any one of them
+    assert (clip_tokens[:, :196] - want).norm() > 1e-3 * want.norm()
+    assert adapter.mean_of_tokens == "mean"
+    torch.testing.assert_close(tokens.mean(dim=1), adapter.embed(images)["mean"])
+
+
+def test_full_size_token_grid_and_width():
+    adapter = EchoJEPAL()
+    assert adapter.token_grid == (14, 14) and adapter.token_dim == 1024
+    assert adapter.reduced(2).token_grid == (14, 14)
+
+
 def test_clip_length_changes_the_features(loaded):
     """Temporal RoPE: the same image as one tubelet or as two gives other tokens."""
     images = _images(1)

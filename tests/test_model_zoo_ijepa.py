@@ -18,6 +18,21 @@ def jepa_reference_features(
     """Mean-pooled output of facebookresearch/ijepa's VisionTransformer.forward, computed from
     the checkpoint's own tensors with plain torch ops (independent of timm); with `last` > 1,
     the concatenated means of the last blocks' outputs, each through the final norm."""
+    outputs = jepa_reference_layers(state, x, patch=patch, heads=heads)
+    return torch.cat([t.mean(dim=1) for t in outputs[-last:]], dim=-1)
+
+
+def jepa_reference_tokens(state: dict, x: torch.Tensor, *, patch: int, heads: int) -> torch.Tensor:
+    """facebookresearch/ijepa's VisionTransformer.forward output [B, N, D]: every patch token
+    of the last block through the final norm, row-major over the patch grid."""
+    return jepa_reference_layers(state, x, patch=patch, heads=heads)[-1]
+
+
+def jepa_reference_layers(
+    state: dict, x: torch.Tensor, *, patch: int, heads: int
+) -> list[torch.Tensor]:
+    """Every block's output tokens [B, N, D], each through the final norm, from the checkpoint's
+    own tensors with plain torch ops."""
     s = {k.removeprefix("module."): v.float() for k, v in state.items()}
     t = F.conv2d(x, s["patch_embed.proj.weight"], s["patch_embed.proj.bias"], stride=patch)
     t = t.flatten(2).transpose(1, 2) + s["pos_embed"]
@@ -39,8 +54,8 @@ def jepa_reference_features(
         t = t + linear((attn @ v).transpose(1, 2).reshape(b, n, d), p + "attn.proj")
         hidden = F.gelu(linear(norm(t, p + "norm2"), p + "mlp.fc1"))
         t = t + linear(hidden, p + "mlp.fc2")
-        outputs.append(norm(t, "norm").mean(dim=1))
-    return torch.cat(outputs[-last:], dim=-1)
+        outputs.append(norm(t, "norm"))
+    return outputs
 
 
 def images(n: int = 2) -> torch.Tensor:
@@ -67,6 +82,20 @@ def test_release_file_loads_the_target_encoder(vith_release):
     torch.testing.assert_close(got, target, rtol=1e-4, atol=1e-5)
     assert not torch.allclose(got, context, rtol=1e-2, atol=1e-4), "loaded the context encoder"
     assert adapter.default_pooling == "mean" and got.shape == (2, 1280)
+
+
+def test_tokens_are_the_target_encoders_final_normed_tokens(vith_release):
+    path, checkpoint = vith_release
+    adapter = make_adapter("ijepa-vith14-in1k").reduced(1).load(str(path))
+    batch = images()
+    tokens, grid = adapter.embed_tokens(batch)
+    x = adapter.preprocess(batch)
+    want = jepa_reference_tokens(checkpoint["target_encoder"], x, patch=14, heads=16)
+    assert grid == adapter.token_grid == (16, 16) and adapter.token_dim == 1280
+    assert tokens.shape == want.shape == (2, 256, 1280)
+    torch.testing.assert_close(tokens, want, rtol=1e-4, atol=1e-4)
+    assert adapter.mean_of_tokens == "mean"
+    torch.testing.assert_close(tokens.mean(dim=1), adapter.embed(batch)["mean"])
 
 
 def test_last_four_layers_pooling(tmp_path):
@@ -116,18 +145,21 @@ def test_another_vit_is_rejected(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("name", "timm_name", "params", "tokens"),
+    ("name", "timm_name", "params", "side", "width"),
     [
-        ("ijepa-vith14-in1k", "vit_huge_patch14_gap_224", 630_762_240, 256),
-        ("ijepa-vith14-in22k", "vit_huge_patch14_gap_224", 630_762_240, 256),
-        ("ijepa-vitg16-in22k", "vit_giant_patch16_gap_224", 1_011_368_576, 196),
+        ("ijepa-vith14-in1k", "vit_huge_patch14_gap_224", 630_762_240, 16, 1280),
+        ("ijepa-vith14-in22k", "vit_huge_patch14_gap_224", 630_762_240, 16, 1280),
+        ("ijepa-vitg16-in22k", "vit_giant_patch16_gap_224", 1_011_368_576, 14, 1408),
     ],
 )
-def test_full_size_architecture_is_the_published_one(name, timm_name, params, tokens):
+def test_full_size_architecture_is_the_published_one(name, timm_name, params, side, width):
     adapter = make_adapter(name)
     model = adapter.meta_model()
     assert adapter.info.params == params
-    assert model.num_prefix_tokens == 0 and model.pos_embed.shape[1] == tokens
+    assert model.num_prefix_tokens == 0 and model.pos_embed.shape[1] == side * side
+    assert adapter.token_grid == (side, side) and tuple(model.patch_embed.grid_size) == (side, side)
+    assert adapter.token_dim == width == model.embed_dim
+    assert adapter.reduced(1).token_grid == (side, side)
     with torch.device("meta"):
         reference = timm.create_model(timm_name, num_classes=0)
     assert model.blocks[0].attn.num_heads == reference.blocks[0].attn.num_heads == 16
@@ -142,8 +174,13 @@ def test_vitg_matches_the_reference_forward(tmp_path):
     adapter = make_adapter("ijepa-vitg16-in22k").reduced(1).load(str(path))
     batch = images(1)
     state = CheckpointLayout.load("ijepa-vitg16-timm").reduced(1).random_checkpoint(seed=5)
-    want = jepa_reference_features(state, adapter.preprocess(batch), patch=16, heads=16)
+    x = adapter.preprocess(batch)
+    want = jepa_reference_features(state, x, patch=16, heads=16)
     torch.testing.assert_close(adapter.embed(batch)["mean"], want, rtol=1e-4, atol=1e-5)
+    tokens, grid = adapter.embed_tokens(batch)
+    assert grid == (14, 14)
+    want_tokens = jepa_reference_tokens(state, x, patch=16, heads=16)
+    torch.testing.assert_close(tokens, want_tokens, rtol=1e-4, atol=1e-4)
 
 
 def test_unreachable_download_is_a_user_error(monkeypatch):

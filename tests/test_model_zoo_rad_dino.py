@@ -111,6 +111,22 @@ def test_hf_layout_matches_a_plain_dinov2_forward(loaded):
     torch.testing.assert_close(out["mean"], reference[:, 1:].mean(1), rtol=1e-4, atol=1e-4)
 
 
+def test_tokens_are_the_reference_patch_tokens(loaded):
+    """Patch tokens = transformers' last_hidden_state[:, 1:] (after the final layernorm),
+    row-major on the 37x37 grid; their mean is `mean`."""
+    hf, (adapter, _) = loaded
+    images = torch.randint(0, 256, (1, 1, 60, 50), generator=torch.Generator().manual_seed(0))
+    images = images.to(torch.uint8)
+    tokens, grid = adapter.embed_tokens(images)
+    with torch.inference_mode():
+        reference = _reference_forward(hf, adapter.preprocess(images))
+    assert grid == adapter.token_grid == (37, 37)
+    assert tokens.shape == (1, 37 * 37, WIDTH) and adapter.token_dim == WIDTH
+    torch.testing.assert_close(tokens, reference[:, 1:], rtol=1e-4, atol=1e-4)
+    assert adapter.mean_of_tokens == "mean"
+    torch.testing.assert_close(tokens.mean(1), adapter.embed(images)["mean"])
+
+
 def test_dinov2_layout_file_gives_identical_features(loaded):
     _, (from_hf, from_dinov2) = loaded
     images = torch.randint(0, 256, (2, 1, 40, 40), generator=torch.Generator().manual_seed(1))
@@ -156,6 +172,7 @@ def test_preprocessing_and_poolings():
     assert spec.mean == (0.5307,) * 3 and spec.std == (0.2583,) * 3
     assert adapter.default_pooling == "cls"
     assert adapter.embed_dims == {"cls": 768, "cls+mean": 1536, "mean": 768}
+    assert adapter.token_grid == (37, 37) and adapter.token_dim == 768  # 518 px / 14
     assert adapter.info.params == CheckpointLayout.load("rad-dino-hf").parameter_count()
 
 

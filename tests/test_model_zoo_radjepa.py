@@ -5,7 +5,7 @@ downloads go through huggingface_hub."""
 import huggingface_hub
 import pytest
 import torch
-from test_model_zoo_ijepa import jepa_reference_features
+from test_model_zoo_ijepa import jepa_reference_features, jepa_reference_tokens
 
 from ultrabench_eval.core.config import cache_root
 from ultrabench_eval.core.errors import UserError
@@ -34,6 +34,20 @@ def test_hub_file_matches_the_reference_forward(hub_file):
     want = jepa_reference_features(checkpoint["encoder"], x, patch=14, heads=12)
     torch.testing.assert_close(adapter.embed(batch)["mean"], want, rtol=1e-4, atol=1e-5)
     assert tuple(adapter.model.pos_embed.shape) == (1, 256, 768)
+
+
+def test_tokens_match_the_reference_forward(hub_file):
+    path, checkpoint = hub_file
+    adapter = make_adapter("radjepa").reduced(1).load(str(path))
+    batch = images()
+    tokens, grid = adapter.embed_tokens(batch)
+    want = jepa_reference_tokens(
+        checkpoint["encoder"], adapter.preprocess(batch), patch=14, heads=12
+    )
+    assert grid == adapter.token_grid == (16, 16) and adapter.token_dim == 768
+    assert tokens.shape == want.shape == (2, 256, 768)
+    torch.testing.assert_close(tokens, want, rtol=1e-4, atol=1e-4)
+    assert adapter.mean_of_tokens == "mean"
 
 
 @pytest.mark.parametrize("variant", ["ddp-prefix", "state_dict-wrapped"])
@@ -85,3 +99,5 @@ def test_full_size_is_vit_b14():
     assert model.patch_embed.proj.kernel_size == (14, 14)
     assert model.blocks[0].attn.num_heads == 12 and len(model.blocks) == 12
     assert model.num_prefix_tokens == 0
+    assert adapter.token_grid == tuple(model.patch_embed.grid_size) == (16, 16)
+    assert adapter.token_dim == 768

@@ -160,6 +160,29 @@ def test_matches_segment_anything_reference(tmp_path):
         assert got.sum().item() == pytest.approx(ref["sum"], rel=1e-4, abs=2e-3)
 
 
+def test_tokens_are_the_segment_anything_image_embedding(tmp_path):
+    """The tokens are the neck output (the image embedding SAM's mask decoder reads), row-major
+    on the 64 x 64 grid at 1024 px; their mean is the reference 'mean' pooling."""
+    full = SamViTB()
+    assert (full.token_grid, full.token_dim, full.mean_of_tokens) == ((64, 64), 256, NECK_MEAN)
+    assert SamViTB().reduced(2).token_grid == (16, 16)  # reduced variants run at 256 px
+    layout = _reduced_layout("sam-vitb-official")
+    shapes = {k: layout.tensors[k].shape for k in layout.used_keys()}
+    path = tmp_path / "sam_vit_b_01ec64.pth"
+    torch.save(scaled_random(shapes, 0), path)
+    adapter = SamViTB().reduced(2).load(str(path))
+    x = torch.rand(1, 3, 1024, 1024, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        tokens, grid = adapter.forward_tokens(x)
+        neck = adapter.model.forward_features(x)  # timm's own forward: [1, 256, 64, 64]
+    assert grid == (64, 64) and tuple(tokens.shape) == (1, 64 * 64, 256)
+    torch.testing.assert_close(tokens.reshape(1, 64, 64, 256), neck.permute(0, 2, 3, 1))
+    got = tokens.mean(dim=1)[0]
+    for index, value in REFERENCE[NECK_MEAN]["at"].items():
+        assert got[index].item() == pytest.approx(value, abs=2e-4)
+    assert got.sum().item() == pytest.approx(REFERENCE[NECK_MEAN]["sum"], rel=1e-4, abs=2e-3)
+
+
 def test_poolings_are_the_neck_and_block_averages(tmp_path):
     small = SamViTB().reduced(2)
     state = scaled_random({k: v.shape for k, v in small.build_model().state_dict().items()}, 4)

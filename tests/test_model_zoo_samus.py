@@ -71,6 +71,27 @@ def test_matches_samus_reference(tmp_path):
         assert got.sum().item() == pytest.approx(ref["sum"], rel=1e-4, abs=2e-3)
 
 
+def test_tokens_are_the_samus_image_embedding(tmp_path):
+    """The tokens are the neck output (the image embedding SAMUS's mask decoder reads), row-major
+    on the 32 x 32 grid of the stride-8 patch embedding; their mean is the reference 'mean'."""
+    full = Samus()
+    assert (full.token_grid, full.token_dim, full.mean_of_tokens) == ((32, 32), 256, NECK_MEAN)
+    path = tmp_path / "SAMUS.pth"
+    torch.save(_encoder_weights(), path)
+    adapter = Samus().reduced(2).load(str(path))
+    assert adapter.token_grid == (32, 32)
+    x = torch.rand(1, 3, 256, 256, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        tokens, grid = adapter.forward_tokens(x)
+        neck = adapter.model(x)  # the encoder's image embedding [1, 256, 32, 32]
+    assert grid == (32, 32) and tuple(tokens.shape) == (1, 32 * 32, 256)
+    torch.testing.assert_close(tokens.reshape(1, 32, 32, 256), neck.permute(0, 2, 3, 1))
+    got = tokens.mean(dim=1)[0]
+    for index, value in REFERENCE[NECK_MEAN]["at"].items():
+        assert got[index].item() == pytest.approx(value, abs=2e-4)
+    assert got.sum().item() == pytest.approx(REFERENCE[NECK_MEAN]["sum"], rel=1e-4, abs=2e-3)
+
+
 def test_architecture_and_layout():
     adapter = Samus()
     assert adapter.info.params == 129_259_008  # SAMUS's image encoder, counted

@@ -59,6 +59,12 @@ def test_backbone_maps_exactly_onto_the_sam_encoder(tmp_path):
     ultra = UltraSam().reduced(2).load(str(ultra_path)).embed(images)
     for pooling in (NECK_MEAN, PRENECK_MEAN):
         torch.testing.assert_close(ultra[pooling], sam[pooling], rtol=0, atol=0)
+    # the tokens are SAM's: the neck output, the image embedding the mask decoder reads
+    sam_tokens = SamViTB().reduced(2).load(str(sam_path)).embed_tokens(images)
+    ultra_tokens = UltraSam().reduced(2).load(str(ultra_path)).embed_tokens(images)
+    assert ultra_tokens.grid == sam_tokens.grid == (16, 16)  # reduced variants run at 256 px
+    torch.testing.assert_close(ultra_tokens.tokens, sam_tokens.tokens, rtol=0, atol=0)
+    torch.testing.assert_close(ultra_tokens.tokens.mean(dim=1), ultra[NECK_MEAN])
 
 
 def test_metadata_and_default_pooling():
@@ -66,6 +72,9 @@ def test_metadata_and_default_pooling():
     # UltraSam's classification configs read ViTSAM with out_channels=0, out_type avg_featmap
     assert adapter.poolings == (PRENECK_MEAN, NECK_MEAN)
     assert adapter.embed_dims == {PRENECK_MEAN: 768, NECK_MEAN: 256}
+    # tokens: the neck output on the 64 x 64 grid at 1024 px, averaged by 'mean' (not the default)
+    assert (adapter.token_grid, adapter.token_dim) == ((64, 64), 256)
+    assert adapter.mean_of_tokens == NECK_MEAN
     assert adapter.info.params == SamViTB().info.params
     spec = adapter.input_spec
     assert spec.size == (1024, 1024)

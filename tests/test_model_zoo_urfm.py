@@ -136,3 +136,16 @@ def test_large_variant():
     assert adapter.hub_file == FILE_VITL16 and adapter.layouts == ("urfm-vitl16",)
     assert adapter.embed_dims == {"cls": 1024, "mean": 1024}
     assert adapter.info.params == CheckpointLayout.load("urfm-vitl16").parameter_count()
+
+
+def test_tokens_are_the_ema_encoders_normed_patch_tokens(training_file):
+    path, checkpoint = training_file
+    adapter = URFM().reduced(DEPTH).load(str(path))
+    images = _images()
+    tokens, grid = adapter.embed_tokens(images)
+    reference = _reference_features(checkpoint["ema_state_dict"], adapter.preprocess(images))
+    assert grid == adapter.token_grid == (14, 14) and tokens.shape == (3, 196, 768)
+    torch.testing.assert_close(tokens, reference[:, 1:])
+    assert adapter.mean_of_tokens == "mean"
+    assert URFM().token_grid == (14, 14) and URFM().token_dim == 768  # full size: 224 / 16
+    assert URFMLarge().token_grid == (14, 14) and URFMLarge().token_dim == 1024

@@ -4,7 +4,7 @@ features, and without a file the user is told the weights are not public."""
 
 import pytest
 import torch
-from test_model_zoo_ijepa import jepa_reference_features
+from test_model_zoo_ijepa import jepa_reference_features, jepa_reference_tokens
 
 from ultrabench_eval.core.errors import UserError
 from ultrabench_eval.models.factory import make_adapter
@@ -35,6 +35,21 @@ def test_student_encoder_is_evaluated_not_the_teacher_slot(name, training_file):
     torch.testing.assert_close(got, student, rtol=1e-4, atol=1e-5)
     assert not torch.allclose(got, teacher_slot, rtol=1e-2, atol=1e-4)
     assert adapter.info.extra["checkpoint_entry"] == "encoder"
+
+
+@pytest.mark.parametrize("name", ["us-jepa", "usrc-jepa"])
+def test_tokens_are_the_students_final_normed_tokens(name, training_file):
+    path, checkpoint = training_file
+    adapter = make_adapter(name).reduced(1).load(str(path))
+    batch = images()
+    tokens, grid = adapter.embed_tokens(batch)
+    want = jepa_reference_tokens(
+        checkpoint["encoder"], adapter.preprocess(batch), patch=16, heads=12
+    )
+    assert grid == adapter.token_grid == (14, 14) and adapter.token_dim == 768
+    assert tokens.shape == want.shape == (2, 196, 768)
+    torch.testing.assert_close(tokens, want, rtol=1e-4, atol=1e-4)
+    assert adapter.mean_of_tokens == "mean"
 
 
 def test_flat_timm_layout_gives_the_same_features(training_file, tmp_path):
@@ -71,3 +86,5 @@ def test_architecture_is_ijepa_vit_b16():
     assert adapter.info.params == 85_797_120
     assert adapter.poolings == ("mean",) and adapter.embed_dims == {"mean": 768}
     assert adapter.input_spec.size == (224, 224) and adapter.input_spec.channels == 3
+    assert adapter.token_grid == tuple(model.patch_embed.grid_size) == (14, 14)
+    assert adapter.token_dim == 768

@@ -127,3 +127,16 @@ def test_resize_is_pils_nearest(height, width):
     ours = torch.round((x[0, 0] * spec.std[0] + spec.mean[0]) * 255).to(torch.uint8).numpy()
     pil = Image.fromarray(images[0, 0].numpy()).resize((224, 224), Image.Resampling.NEAREST)
     np.testing.assert_array_equal(ours, np.asarray(pil))
+
+
+def test_tokens_are_the_mae_encoders_normed_patch_tokens(official):
+    path, state = official
+    adapter = USFMAE().reduced(DEPTH).load(str(path))
+    images = _images()
+    tokens, grid = adapter.embed_tokens(images)
+    with torch.no_grad():
+        reference = _mae_encoder(state, adapter.preprocess(images))
+    assert grid == adapter.token_grid == (14, 14) and tokens.shape == (3, 196, DIM)
+    torch.testing.assert_close(tokens, reference[:, 1:])
+    assert adapter.mean_of_tokens == "mean"
+    assert USFMAE().token_grid == (14, 14) and USFMAE().token_dim == DIM  # full size: 224 / 16

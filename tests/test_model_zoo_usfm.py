@@ -113,6 +113,37 @@ def test_cls_pooling_uses_the_pretrained_final_norm(official, adapter):
     torch.testing.assert_close(adapter.embed(images)["cls"], tokens[:, 0])
 
 
+def test_tokens_are_the_normed_patch_tokens_of_timms_beit(official, adapter):
+    _, state = official
+    images = _images()
+    shared = Beit(
+        embed_dim=768,
+        depth=DEPTH,
+        num_heads=12,
+        qkv_bias=True,
+        init_values=0.1,
+        use_abs_pos_emb=False,
+        use_shared_rel_pos_bias=True,
+        num_classes=0,
+        global_pool="token",
+    )
+    shared.load_state_dict(adapter.convert_checkpoint(state, "f"), strict=True)
+    with torch.no_grad():
+        sequence = shared.eval().forward_features(adapter.preprocess(images))  # final norm
+    tokens, grid = adapter.embed_tokens(images)
+    assert grid == adapter.token_grid == (14, 14) and tokens.shape == (3, 196, 768)
+    torch.testing.assert_close(tokens, sequence[:, 1:])
+    # `mean` is fc_norm(mean of the un-normed tokens), not the mean of these
+    assert adapter.mean_of_tokens is None
+    assert not torch.allclose(tokens.mean(dim=1), adapter.embed(images)["mean"], atol=1e-3)
+
+
+def test_full_size_token_grid_and_width():
+    adapter = USFM()
+    assert adapter.token_grid == (14, 14) and adapter.token_dim == 768
+    assert adapter.meta_model().patch_embed.grid_size == (14, 14)
+
+
 def test_relative_position_index_is_beits(adapter):
     index = adapter.model.rel_pos_bias.relative_position_index
     torch.testing.assert_close(index, _beit_index(14), rtol=0, atol=0)

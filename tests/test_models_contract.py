@@ -10,6 +10,7 @@ from ultrabench_eval.models.testing import (
     check_input_spec,
     check_metadata,
     check_rejects_broken_checkpoints,
+    check_tokens,
     runnable_variants,
 )
 
@@ -29,9 +30,15 @@ def test_full_size_layouts_fit_the_model(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_every_built_in_model_gives_patch_tokens(name):
+    assert make_adapter(name).gives_tokens, f"{name}: no forward_tokens"
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_loads_and_embeds(name, tmp_path):
     for adapter in runnable_variants(make_adapter(name), tmp_path, depth=2):
         check_embeddings(adapter)
+        check_tokens(adapter)
 
 
 @pytest.mark.parametrize("name", NAMES)

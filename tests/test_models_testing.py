@@ -16,6 +16,7 @@ from ultrabench_eval.models.testing import (
     check_input_spec,
     check_metadata,
     check_rejects_broken_checkpoints,
+    check_tokens,
     runnable_variants,
 )
 
@@ -101,6 +102,38 @@ def test_batch_dependent_features_are_caught(toy, tmp_path):
     (loaded,) = runnable_variants(BatchNormed(), tmp_path, depth=1)
     with pytest.raises(AssertionError, match="batch of 1 differs"):
         check_embeddings(loaded)
+
+
+def test_wrong_token_grid_and_batch_dependent_tokens_are_caught(toy, tmp_path):
+    class WrongGrid(toy.ToyConvNet):
+        @property
+        def token_grid(self):
+            return (8, 8)
+
+    class Leaky(toy.ToyConvNet):
+        def forward_tokens(self, x):
+            tokens, grid = super().forward_tokens(x)
+            return tokens - tokens.mean(dim=0, keepdim=True), grid
+
+    (loaded,) = runnable_variants(WrongGrid(), tmp_path, depth=1)
+    with pytest.raises(AssertionError, match=r"token grid \(16, 16\), documented \(8, 8\)"):
+        check_tokens(loaded)
+    (loaded,) = runnable_variants(Leaky(), tmp_path, depth=1)
+    with pytest.raises(AssertionError, match="tokens of a batch of 1 differ"):
+        check_tokens(loaded)
+
+
+def test_an_adapter_without_tokens_still_passes(toy, tmp_path, capsys, monkeypatch):
+    """Tokens are for dense probes: a third-party adapter written before them, pooled features
+    only, keeps passing the contract and `ubench models --check`."""
+    from ultrabench_eval.models.adapter import Adapter
+
+    monkeypatch.setattr(toy.ToyConvNet, "forward_tokens", Adapter.forward_tokens)
+    adapter = MODELS.get("toy-convnet")()
+    assert not adapter.gives_tokens
+    check_adapter(adapter, tmp_path)
+    assert main(["models", "--check", "--models", "toy-convnet"]) == 0
+    assert "no patch tokens" in capsys.readouterr().out
 
 
 def test_input_spec_against_the_model_card_and_metadata(toy):

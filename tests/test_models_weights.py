@@ -50,6 +50,9 @@ def test_hashes_are_stable(tmp_path):
     state = {"a": torch.arange(4.0), "b": torch.ones(2, 2)}
     assert state_dict_sha256(state) == state_dict_sha256({k: v.clone() for k, v in state.items()})
     assert state_dict_sha256(state) != state_dict_sha256({**state, "a": torch.arange(4.0) + 1})
+    # a 0-d tensor (BatchNorm's counter) hashes too, by its value
+    counter = {**state, "n": torch.tensor(3)}
+    assert state_dict_sha256(counter) != state_dict_sha256({**state, "n": torch.tensor(4)})
     path = tmp_path / "f.bin"
     path.write_bytes(b"abc")
     assert file_sha256(path) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"

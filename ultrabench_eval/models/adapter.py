@@ -2,7 +2,8 @@
 
 An adapter receives a batch of grayscale uint8 images [B, 1, H, W] already on its device,
 resizes and normalises it per its `InputSpec`, runs the frozen encoder and returns one float32
-[B, D] array per pooling it supports.
+[B, D] array per pooling it supports (`embed`), or its patch tokens, float32 [B, N, D] on an
+(h, w) grid with N = h * w (`embed_tokens`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +33,14 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 # "nearest-exact" is PIL's NEAREST (source pixel floor((i + 0.5) * scale), `pil_nearest_resize`);
 # torch's "nearest" takes floor(i * scale), a shift of up to half the scale factor.
 _INTERPOLATIONS = ("nearest", "nearest-exact", "bilinear", "bicubic", "area")
+
+
+class PatchTokens(NamedTuple):
+    """An encoder's spatial output: `tokens` [B, N, D], row-major over the token `grid` (h, w),
+    N = h * w (the first row of tokens is the top of the image)."""
+
+    tokens: torch.Tensor
+    grid: tuple[int, int]
 
 
 @dataclass(frozen=True)
@@ -80,6 +89,9 @@ class Adapter(ABC):
     name: str = ""
     version: ClassVar[str] = "1"
     poolings: tuple[str, ...] = ("cls", "mean")
+    # the pooling that is the mean of the patch tokens `embed_tokens` returns, when one is
+    # (the contract checks the two agree); None when no pooling is
+    mean_of_tokens: ClassVar[str | None] = None
 
     def __init__(self, name: str | None = None) -> None:
         if name is not None:
@@ -104,6 +116,16 @@ class Adapter(ABC):
     def embed_dims(self) -> dict[str, int]:
         """The documented feature width D of every pooling."""
         raise NotImplementedError(f"{type(self).__name__} does not document its embed_dims")
+
+    @property
+    def token_dim(self) -> int:
+        """The documented width D of the patch tokens."""
+        raise NotImplementedError(f"{type(self).__name__} does not document its token_dim")
+
+    @property
+    def token_grid(self) -> tuple[int, int]:
+        """The documented token grid (h, w) at the adapter's input size."""
+        raise NotImplementedError(f"{type(self).__name__} does not document its token_grid")
 
     def checkpoint_layouts(self) -> list[CheckpointLayout]:
         """Official checkpoint layouts this adapter loads (none for weight-free models)."""
@@ -157,13 +179,59 @@ class Adapter(ABC):
     def forward_features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Preprocessed batch -> {pooling: [B, D]} for every pooling in `poolings`."""
 
+    def forward_tokens(self, x: torch.Tensor) -> PatchTokens:
+        """Preprocessed batch -> its patch tokens [B, N, D] and their grid (h, w)."""
+        raise NotImplementedError(f"model '{self.name}' does not give patch tokens")
+
+    @property
+    def gives_tokens(self) -> bool:
+        """Whether this adapter implements `forward_tokens` (every built-in one does; a
+        third-party adapter without it still serves the pooled-feature protocols)."""
+        return type(self).forward_tokens is not Adapter.forward_tokens
+
     def embed(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """uint8 [B, 1, H, W] on `self.device` -> {pooling: float32 [B, D]} on that device."""
-        if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 1:
-            raise ValueError("embed expects a uint8 tensor of shape [B, 1, H, W]")
+        _check_images(images, "embed")
         with torch.inference_mode():
             features = self.forward_features(self.preprocess(images))
         return {k: v.float().reshape(v.shape[0], -1).contiguous() for k, v in features.items()}
+
+    def embed_tokens(self, images: torch.Tensor) -> PatchTokens:
+        """uint8 [B, 1, H, W] on `self.device` -> float32 patch tokens [B, N, D] on that device
+        and their grid (h, w), N = h * w."""
+        _check_images(images, "embed_tokens")
+        with torch.inference_mode():
+            tokens, grid = self.forward_tokens(self.preprocess(images))
+        h, w = (int(v) for v in grid)
+        if tokens.ndim != 3 or tokens.shape[1] != h * w:
+            raise RuntimeError(
+                f"model '{self.name}': tokens {tuple(tokens.shape)} do not fill the grid {h}x{w}"
+            )
+        return PatchTokens(tokens.float().contiguous(), (h, w))
+
+
+def _check_images(images: torch.Tensor, what: str) -> None:
+    if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 1:
+        raise ValueError(f"{what} expects a uint8 tensor of shape [B, 1, H, W]")
+
+
+def map_tokens(feature_map: torch.Tensor) -> PatchTokens:
+    """A convolutional map [B, D, h, w] as patch tokens [B, h * w, D] on its grid."""
+    h, w = feature_map.shape[-2:]
+    return PatchTokens(feature_map.flatten(2).transpose(1, 2), (h, w))
+
+
+def patch_grid(size: tuple[int, ...] | torch.Size, patch: int) -> tuple[int, int]:
+    """The grid (h, w) of non-overlapping `patch`-pixel patches on an image of `size`
+    (height, width): an input spec's size, or a batch's `x.shape[-2:]`."""
+    height, width = size[-2:]
+    return (int(height) // patch, int(width) // patch)
+
+
+def grid_tokens(tokens: torch.Tensor, num_prefix_tokens: int, grid: tuple[int, int]) -> PatchTokens:
+    """A ViT's final (normed) token sequence [B, prefix + h * w, D] without its prefix (CLS,
+    registers) tokens, on its patch grid."""
+    return PatchTokens(tokens[:, num_prefix_tokens:], (int(grid[0]), int(grid[1])))
 
 
 def preprocess(images: torch.Tensor, spec: InputSpec) -> torch.Tensor:

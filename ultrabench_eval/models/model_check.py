@@ -78,9 +78,17 @@ def _load_and_embed(adapter: Adapter, path: Path | None) -> tuple[bool, str]:
             0, 256, (1, 1, 64, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
         )
         out = adapter.embed(images)
+        tokens = adapter.embed_tokens(images) if adapter.gives_tokens else None
+        documented = (adapter.token_grid, adapter.token_dim) if tokens else None
     except Exception as exc:  # a failed check is reported, not raised
         return False, f"{type(exc).__name__}: {exc}"
     dims = {k: int(v.shape[1]) for k, v in out.items()}
     if dims != adapter.embed_dims:
         return False, f"embedding widths {dims}, documented {adapter.embed_dims}"
-    return True, "loaded, " + ", ".join(f"{k} {d}-d" for k, d in dims.items())
+    pooled = ", ".join(f"{k} {d}-d" for k, d in dims.items())
+    if tokens is None:
+        return True, f"loaded, {pooled}, no patch tokens"
+    (h, w), width = tokens.grid, int(tokens.tokens.shape[2])
+    if ((h, w), width) != documented:
+        return False, f"tokens {(h, w)} x {width}-d, documented {documented}"
+    return True, f"loaded, {pooled}, tokens {h}x{w} x {width}-d"

@@ -34,6 +34,7 @@ def check_adapter(adapter: Adapter, workdir: Path, depth: int = 2) -> None:
     check_full_size_layouts(adapter)
     for runnable in runnable_variants(adapter, Path(workdir), depth):
         check_embeddings(runnable)
+        check_tokens(runnable)
     check_rejects_broken_checkpoints(adapter, Path(workdir), depth)
 
 
@@ -145,6 +146,49 @@ def check_embeddings(adapter: Adapter) -> None:
         raw = x * torch.tensor(spec.std).view(1, 3, 1, 1) + torch.tensor(spec.mean).view(1, 3, 1, 1)
         torch.testing.assert_close(raw[:, 0], raw[:, 1])
         torch.testing.assert_close(raw[:, 0], raw[:, 2])
+
+
+def check_tokens(adapter: Adapter) -> None:
+    """Patch tokens float32 [B, h * w, D] on the documented grid and width, batch-independent,
+    and (where a pooling is their mean) equal to the pooled output once averaged. Nothing to
+    check for an adapter that gives no tokens (`gives_tokens`)."""
+    if not adapter.gives_tokens:
+        return
+    generator = torch.Generator().manual_seed(1)
+    images = torch.randint(0, 256, (BATCH, 1, 48, 56), generator=generator, dtype=torch.uint8)
+    tokens, grid = adapter.embed_tokens(images)
+    h, w = adapter.token_grid
+    assert grid == (h, w), f"{adapter.name}: token grid {grid}, documented {(h, w)}"
+    want = (BATCH, h * w, adapter.token_dim)
+    assert tuple(tokens.shape) == want, f"{adapter.name}: tokens {tuple(tokens.shape)} vs {want}"
+    assert tokens.dtype == torch.float32, f"{adapter.name}: tokens are {tokens.dtype}"
+    assert not tokens.requires_grad, f"{adapter.name}: tokens require grad"
+    assert torch.isfinite(tokens).all(), f"{adapter.name}: non-finite tokens"
+    single, _ = adapter.embed_tokens(images[:1])
+    torch.testing.assert_close(
+        single,
+        tokens[:1],
+        rtol=TOLERANCE,
+        atol=TOLERANCE,
+        msg=lambda m: f"{adapter.name}: tokens of a batch of 1 differ from a batch of 8: {m}",
+    )
+    pooling = adapter.mean_of_tokens
+    if pooling is not None:
+        assert pooling in adapter.poolings, f"{adapter.name}: mean_of_tokens '{pooling}' unknown"
+        pooled = adapter.embed(images)[pooling]
+        torch.testing.assert_close(
+            tokens.mean(dim=1),
+            pooled,
+            rtol=TOLERANCE,
+            atol=TOLERANCE,
+            msg=lambda m: f"{adapter.name}: mean of tokens differs from '{pooling}': {m}",
+        )
+    try:
+        adapter.embed_tokens(images.expand(-1, 3, -1, -1).contiguous())
+    except ValueError:
+        pass
+    else:
+        raise AssertionError(f"{adapter.name}: embed_tokens accepted a 3-channel batch")
 
 
 def check_rejects_broken_checkpoints(adapter: Adapter, workdir: Path, depth: int) -> None:

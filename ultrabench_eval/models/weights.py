@@ -41,7 +41,9 @@ def state_dict_sha256(state: Mapping[str, torch.Tensor]) -> str:
     for key in sorted(state):
         tensor = state[key].detach().cpu().contiguous()
         digest.update(f"{key}|{tuple(tensor.shape)}|{tensor.dtype}".encode())
-        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+        # flat first: a 0-d tensor (BatchNorm's num_batches_tracked) has no byte view of its own
+        flat = tensor.reshape(-1)
+        digest.update(flat.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
     return digest.hexdigest()
 
 

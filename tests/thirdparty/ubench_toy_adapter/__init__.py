@@ -14,7 +14,14 @@ import torch
 from torch import nn
 
 from ultrabench_eval.core.errors import UserError
-from ultrabench_eval.models.adapter import CheckpointAdapter, InputSpec, ModelInfo, count_parameters
+from ultrabench_eval.models.adapter import (
+    CheckpointAdapter,
+    InputSpec,
+    ModelInfo,
+    PatchTokens,
+    count_parameters,
+    map_tokens,
+)
 from ultrabench_eval.models.layouts import CheckpointLayout
 from ultrabench_eval.models.weights import strip_prefixes
 
@@ -68,6 +75,21 @@ class ToyConvNet(CheckpointAdapter):
     def forward_features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         assert self.model is not None, "load() first"
         return {"avg": self.model(x).mean(dim=(2, 3))}
+
+    # patch tokens: the last map, 16x16 at 64 px (stride 4); "avg" is their mean
+    mean_of_tokens = "avg"
+
+    @property
+    def token_dim(self) -> int:
+        return WIDTH
+
+    @property
+    def token_grid(self) -> tuple[int, int]:
+        return (16, 16)
+
+    def forward_tokens(self, x: torch.Tensor) -> PatchTokens:
+        assert self.model is not None, "load() first"
+        return map_tokens(self.model(x))
 
 
 class ToyNet(nn.Module):
