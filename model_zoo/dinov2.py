@@ -297,7 +297,34 @@ class DinoV2Variant:
         return f"dinov2-{self.arch}{'-reg4' if self.registers else ''}"
 
 
-class DinoV2Adapter(CheckpointAdapter):
+class DinoViTAdapter(CheckpointAdapter):
+    """What DINOv2, DINOv3 and RAD-DINO adapters share: a timm VisionTransformer whose
+    `forward_features` gives the final normed tokens, poolings from them (`dino_poolings`), and
+    their patch tokens (prefix tokens dropped) on the `patch_size` grid, whose mean is `mean`.
+    Subclasses set `patch_size` and `token_dim`."""
+
+    mean_of_tokens: ClassVar[str | None] = "mean"
+    patch_size: int
+
+    @property
+    def token_grid(self) -> tuple[int, int]:
+        return patch_grid(self.input_spec.size, self.patch_size)
+
+    def forward_features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return dino_poolings(*self._final_tokens(x))
+
+    def forward_tokens(self, x: torch.Tensor) -> PatchTokens:
+        tokens, prefix = self._final_tokens(x)
+        return grid_tokens(tokens, prefix, patch_grid(x.shape, self.patch_size))
+
+    def _final_tokens(self, x: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """(the final normed tokens [B, prefix + patches, D], the prefix count: CLS, registers
+        or storage tokens)."""
+        assert self.model is not None, "load() first"
+        return self.model.forward_features(x), self.model.num_prefix_tokens
+
+
+class DinoV2Adapter(DinoViTAdapter):
     """A DINOv2 backbone, 224 px, poolings `cls+mean` (DINOv2's linear probe: CLS concatenated
     with the mean of patch tokens, the default), `cls` and `mean`.
 
@@ -307,7 +334,6 @@ class DinoV2Adapter(CheckpointAdapter):
 
     version = "1"
     poolings = DINO_POOLINGS
-    mean_of_tokens: ClassVar[str | None] = "mean"
     depth_full = 12
     patch_size = 14
 
@@ -364,10 +390,6 @@ class DinoV2Adapter(CheckpointAdapter):
     def token_dim(self) -> int:
         return self.variant.embed_dim
 
-    @property
-    def token_grid(self) -> tuple[int, int]:
-        return patch_grid(self.input_spec.size, self.patch_size)
-
     def build_model(self) -> nn.Module:
         registers = self.variant.registers
         return build_dinov2_vit(
@@ -407,18 +429,6 @@ class DinoV2Adapter(CheckpointAdapter):
 
     def _fetch_timm(self) -> Downloaded:
         return download_hub_file(self.variant.hub_id, "model.safetensors")
-
-    def forward_features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        return dino_poolings(*self._final_tokens(x))
-
-    def forward_tokens(self, x: torch.Tensor) -> PatchTokens:
-        tokens, prefix = self._final_tokens(x)
-        return grid_tokens(tokens, prefix, patch_grid(x.shape, self.patch_size))
-
-    def _final_tokens(self, x: torch.Tensor) -> tuple[torch.Tensor, int]:
-        """(the final normed tokens [B, 1 + registers + patches, D], the prefix count)."""
-        assert self.model is not None, "load() first"
-        return self.model.forward_features(x), self.model.num_prefix_tokens
 
 
 VARIANTS = {

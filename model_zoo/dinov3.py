@@ -23,7 +23,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, ClassVar
+from typing import Any
 
 import timm
 import torch
@@ -31,8 +31,8 @@ from torch import nn
 
 from model_zoo.dinov2 import (
     DINO_POOLINGS,
+    DinoViTAdapter,
     Rule,
-    dino_poolings,
     fuse_qkv,
     rename_keys,
 )
@@ -41,13 +41,9 @@ from ultrabench_eval.core.registry import register_model
 from ultrabench_eval.models.adapter import (
     IMAGENET_MEAN,
     IMAGENET_STD,
-    CheckpointAdapter,
     InputSpec,
     ModelInfo,
-    PatchTokens,
     count_parameters,
-    grid_tokens,
-    patch_grid,
 )
 from ultrabench_eval.models.downloads import download_hub_file
 
@@ -188,7 +184,7 @@ class DinoV3Variant:
         return f"facebook/dinov3-{self.arch}-pretrain-lvd1689m"
 
 
-class DinoV3Adapter(CheckpointAdapter):
+class DinoV3Adapter(DinoViTAdapter):
     """A DINOv3 LVD-1689M ViT, 256 px, poolings `cls+mean` (DINOv3's linear evaluation: CLS
     concatenated with the mean of patch tokens, the default), `cls` and `mean`.
 
@@ -199,7 +195,6 @@ class DinoV3Adapter(CheckpointAdapter):
 
     version = "1"
     poolings = DINO_POOLINGS
-    mean_of_tokens: ClassVar[str | None] = "mean"
     patch_size = 16
 
     def __init__(self, name: str, variant: DinoV3Variant) -> None:
@@ -249,10 +244,6 @@ class DinoV3Adapter(CheckpointAdapter):
     def token_dim(self) -> int:
         return self.variant.embed_dim
 
-    @property
-    def token_grid(self) -> tuple[int, int]:
-        return patch_grid(self.input_spec.size, self.patch_size)
-
     def build_model(self) -> nn.Module:
         return timm.create_model(
             self.variant.timm_name,
@@ -290,18 +281,6 @@ class DinoV3Adapter(CheckpointAdapter):
         )
         model = self.model_from_file(downloaded.path, str(downloaded.path))
         return model, downloaded.weights_id
-
-    def forward_features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        return dino_poolings(*self._final_tokens(x))
-
-    def forward_tokens(self, x: torch.Tensor) -> PatchTokens:
-        tokens, prefix = self._final_tokens(x)
-        return grid_tokens(tokens, prefix, patch_grid(x.shape, self.patch_size))
-
-    def _final_tokens(self, x: torch.Tensor) -> tuple[torch.Tensor, int]:
-        """(the final normed tokens [B, 1 + 4 storage + patches, D], the prefix count)."""
-        assert self.model is not None, "load() first"
-        return self.model.forward_features(x), self.model.num_prefix_tokens
 
 
 VARIANTS = {

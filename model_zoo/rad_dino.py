@@ -15,15 +15,15 @@ Default pooling: the CLS token after the final LayerNorm, transformers' `pooler_
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 from torch import nn
 
 from model_zoo.dinov2 import (
+    DinoViTAdapter,
     Rule,
     build_dinov2_vit,
-    dino_poolings,
     fuse_qkv,
     official_dinov2_state,
     rename_keys,
@@ -31,13 +31,9 @@ from model_zoo.dinov2 import (
 from ultrabench_eval.core.errors import UserError
 from ultrabench_eval.core.registry import register_model
 from ultrabench_eval.models.adapter import (
-    CheckpointAdapter,
     InputSpec,
     ModelInfo,
-    PatchTokens,
     count_parameters,
-    grid_tokens,
-    patch_grid,
 )
 from ultrabench_eval.models.downloads import download_hub_file
 
@@ -91,7 +87,7 @@ def rad_dino_state(checkpoint: Mapping[str, Any], source: str) -> dict[str, Any]
 
 
 @register_model("rad-dino")
-class RadDino(CheckpointAdapter):
+class RadDino(DinoViTAdapter):
     """RAD-DINO ViT-B/14, 518 px, MIMIC-CXR normalisation; poolings `cls` (pooler_output, the
     default), `mean` (patch tokens) and `cls+mean`.
 
@@ -101,7 +97,6 @@ class RadDino(CheckpointAdapter):
 
     version = "1"
     poolings = ("cls", "cls+mean", "mean")
-    mean_of_tokens: ClassVar[str | None] = "mean"
     layouts = ("rad-dino-hf", "rad-dino-backbone")
     width = 768
     patch_size = 14
@@ -143,10 +138,6 @@ class RadDino(CheckpointAdapter):
     def token_dim(self) -> int:
         return self.width
 
-    @property
-    def token_grid(self) -> tuple[int, int]:
-        return patch_grid(self.input_spec.size, self.patch_size)
-
     def build_model(self) -> nn.Module:
         # Resampling arguments as dinov2_vitb14's; unused at the native 518 px grid.
         return build_dinov2_vit(
@@ -169,15 +160,3 @@ class RadDino(CheckpointAdapter):
         )
         model = self.model_from_file(downloaded.path, str(downloaded.path))
         return model, downloaded.weights_id
-
-    def forward_features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        return dino_poolings(*self._final_tokens(x))
-
-    def forward_tokens(self, x: torch.Tensor) -> PatchTokens:
-        tokens, prefix = self._final_tokens(x)
-        return grid_tokens(tokens, prefix, patch_grid(x.shape, self.patch_size))
-
-    def _final_tokens(self, x: torch.Tensor) -> tuple[torch.Tensor, int]:
-        """(the final normed tokens [B, 1 + patches, D], the prefix count)."""
-        assert self.model is not None, "load() first"
-        return self.model.forward_features(x), self.model.num_prefix_tokens

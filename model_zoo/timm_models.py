@@ -164,16 +164,18 @@ class TimmAdapter(CheckpointAdapter):
 
         return self.memo("final_shape", infer)
 
+    def _meta_tokens(self) -> PatchTokens:
+        """The patch tokens of a batch of 1, shapes only (on the meta device)."""
+        features = torch.empty(self._final_shape(), device="meta")
+        return _tokens_of(self.meta_model(), features, self.input_spec.size)
+
     @property
     def token_dim(self) -> int:
-        shape = self._final_shape()
-        nhwc = len(shape) == 4 and _is_nhwc(self.meta_model(), shape)
-        return int(shape[1] if len(shape) == 4 and not nhwc else shape[-1])
+        return int(self._meta_tokens().tokens.shape[-1])
 
     @property
     def token_grid(self) -> tuple[int, int]:
-        features = torch.empty(self._final_shape(), device="meta")
-        return _tokens_of(self.meta_model(), features, self.input_spec.size).grid
+        return self._meta_tokens().grid
 
     @property
     def mean_of_tokens(self) -> str | None:  # type: ignore[override]
