@@ -38,12 +38,15 @@ test: $(DEV_STAMP)
 	UBENCH=$(BIN)/ubench .ci/bench-check
 
 # Speed figures (JSON under results/perf/): extraction against the model's own forward speed,
-# the probes and the image store on real and real-size workloads (benchmarks/workloads.py).
+# the probes and the image store on real and real-size workloads (benchmarks/workloads.py),
+# patch-token extraction into the token cache, and the dense (segmentation) probe.
 perf: $(DEV_STAMP)
 	$(BIN)/python -m benchmarks.perf --out results/perf
 	$(BIN)/python -m benchmarks.perf_probes --out results/perf
 	$(BIN)/python -m benchmarks.perf_store --out results/perf
 	$(BIN)/python -m benchmarks.perf_corruptions --out results/perf
+	$(BIN)/python -m benchmarks.perf_tokens --out results/perf
+	$(BIN)/python -m benchmarks.perf_dense --out results/perf
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check .

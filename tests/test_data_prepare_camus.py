@@ -2,8 +2,18 @@
 
 import re
 
+import numpy as np
 import pytest
+from PIL import Image
 from raw_trees import prepare_check_bench, write_camus
+from raw_trees_segmentation import (
+    CAMUS_SHAPE,
+    camus_structures,
+    mask_values,
+    prepare_and_read,
+    split_sizes,
+    write_camus_structures,
+)
 
 from ultrabench_eval.core.errors import UserError
 from ultrabench_eval.data.prepare import camus
@@ -28,3 +38,16 @@ def test_bad_quality_grade_and_missing_sequence_are_named(tmp_path):
     message = str(error.value)
     assert "patient0001/Info_2CH.cfg: ImageQuality 'Great'" in message
     assert "patient0002/patient0002_4CH_half_sequence.nii.gz missing" in message
+
+
+def test_structure_masks_for_camus_seg(tmp_path):
+    sizes = write_camus_structures(tmp_path / "raw" / "CAMUS_public")
+    prepared, dataset = prepare_and_read("camus-seg", tmp_path / "raw", tmp_path / "data")
+    assert prepared.preparer == "ultrabench:camus" and split_sizes(dataset) == sizes
+    assert mask_values(dataset) == {0, 1, 2, 3}  # every structure, class indices as stored
+    # each frame's mask is its _gt frame turned back upright, like the image
+    record = dataset.splits["test"].records[0]
+    mask = np.asarray(Image.open(dataset.root / record.mask))
+    assert np.array_equal(mask, camus_structures(CAMUS_SHAPE))
+    patients = {name: {r.group for r in s.records} for name, s in dataset.splits.items()}
+    assert not (patients["train"] & patients["test"]) and None not in patients["train"]

@@ -1,8 +1,10 @@
 """`prepare` leaves the task folder whole and valid, or absent."""
 
 import json
+from dataclasses import replace
 
 import pytest
+from conftest import make_dataset
 from raw_trees import write_busbra
 
 from ultrabench_eval.core.errors import UserError
@@ -88,3 +90,64 @@ def test_the_preparer_must_write_the_card_s_folder(tmp_path, monkeypatch):
     with pytest.raises(UserError, match="wrote no toy_v1 folder"):
         prepare(card, tmp_path / "raw", tmp_path / "data")
     assert list((tmp_path / "data").iterdir()) == []
+
+
+def _toy_preparer(monkeypatch, calls):
+    """test:toy writes a valid toy_v1 folder (and counts its runs); cards `toy` and `toy-seg`
+    share it."""
+
+    def write(raw, out):
+        calls.append(raw)
+        make_dataset(out, counts={"train": 2, "validation": 2, "test": 2}, size=(8, 8))
+
+    card = _register(monkeypatch, write)
+    return card, replace(card, name="toy-seg")
+
+
+def test_a_folder_its_own_preparer_made_is_not_prepared_again(tmp_path, monkeypatch):
+    calls = []
+    first, second = _toy_preparer(monkeypatch, calls)
+    (tmp_path / "raw").mkdir()
+    prepared = prepare(first, tmp_path / "raw", tmp_path / "data")
+    assert not prepared.already_prepared and len(calls) == 1
+    (prepared.folder / "mine.txt").write_text("kept")
+    # the second task of the folder: nothing is written, and the raw download is not read
+    again = prepare(second, tmp_path / "gone", tmp_path / "data")
+    assert len(calls) == 1 and (prepared.folder / "mine.txt").read_text() == "kept"
+    assert again.already_prepared and again.folder == prepared.folder
+    assert again.preparer == "test:toy" and again.sizes == prepared.sizes
+    assert again.tasks == ("toy", "toy-seg")
+    assert again.already_prepared_line("toy-seg", "data") == (
+        f"{prepared.folder} is already prepared by test:toy (the folder of tasks toy, toy-seg); "
+        "check it with `ubench tasks check toy-seg data` (--overwrite prepares it again)"
+    )
+    # --overwrite still prepares it again
+    prepare(second, tmp_path / "raw", tmp_path / "data", overwrite=True)
+    assert len(calls) == 2 and not (prepared.folder / "mine.txt").exists()
+
+
+def test_a_folder_another_preparer_made_still_needs_overwrite(tmp_path, monkeypatch):
+    card, _ = _toy_preparer(monkeypatch, [])
+    (tmp_path / "raw").mkdir()
+    prepared = prepare(card, tmp_path / "raw", tmp_path / "data")
+    record = json.loads((prepared.folder / "prepare.json").read_text())
+    (prepared.folder / "prepare.json").write_text(json.dumps({**record, "preparer": "by:hand"}))
+    with pytest.raises(UserError, match=r"toy_v1 already exists \(made by preparer 'by:hand'\)"):
+        prepare(card, tmp_path / "raw", tmp_path / "data")
+    # a damaged or incomplete record is no proof either
+    for text in ("{", json.dumps({**record, "split_sizes": {"train": 2}})):
+        (prepared.folder / "prepare.json").write_text(text)
+        with pytest.raises(UserError, match="toy_v1 already exists; remove it"):
+            prepare(card, tmp_path / "raw", tmp_path / "data")
+
+
+def test_the_tasks_sharing_a_folder_come_from_the_registered_cards(tmp_path):
+    # aul and aul-mass-seg read the folder ultrabench:aul writes; aul-liver-seg has its own
+    folder = tmp_path / "data" / "aul_mass_v1.0.1"
+    folder.mkdir(parents=True)
+    sizes = {"train": 529, "validation": 59, "test": 147}
+    record = {"task": "aul", "dataset": folder.name, "preparer": "ultrabench:aul"}
+    (folder / "prepare.json").write_text(json.dumps({**record, "split_sizes": sizes}))
+    prepared = prepare(TASKS.get("aul-mass-seg"), tmp_path / "raw", tmp_path / "data")
+    assert prepared.already_prepared and prepared.tasks == ("aul", "aul-mass-seg")
+    assert prepared.sizes == sizes

@@ -191,9 +191,12 @@ def test_cards_describe_the_generated_tasks(tmp_path):
     assert set(cards) == set(SYNTH_TASKS)
     for name, spec in SYNTH_TASKS.items():
         card = cards[name]
-        assert card.dataset == spec.folder and card.classes == spec.classes
+        assert card.dataset == spec.folder
+        assert card.classes == (spec.mask_classes or spec.classes)
         assert card.generator == "synth" and card.license == "MIT"
-        assert (card.label_field, card.group_field, card.metric) == ("label", "patient", "macro_f1")
+        assert (card.label_field, card.group_field) == ("label", "patient")
+        assert card.score_metric == ("dice" if spec.is_segmentation else "macro_f1")
+        assert card.mask_field == ("lesion_mask" if spec.is_segmentation else None)
         assert "ubench synth" in card.source
         # the card's split sizes are what write_task produces with the defaults (the image
         # size does not change the counts; small images keep the test fast)

@@ -106,3 +106,42 @@ def test_card_values_that_cannot_be_honoured_are_one_line(tmp_path, text, messag
     with pytest.raises(UserError, match=message) as caught:
         read_card(path)
     assert str(path) in str(caught.value) and "\n" not in str(caught.value)
+
+
+SEG = "name: s\ndataset: s_v1\nclasses: [background, tumour]\nkind: segmentation\n"
+
+
+def test_segmentation_card(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text(SEG + "mask_field: tumor_mask\nmask_values: [0, 255]\n")
+    card = read_card(path)
+    assert card.is_segmentation and card.mask_field == "tumor_mask"
+    assert card.pixel_values == (0, 255) and card.score_metric == "dice"
+    plain = read_card(_write(tmp_path, SEG + "mask_field: m\n"))
+    assert plain.pixel_values == (0, 1)
+    classification = read_card(_write(tmp_path, CARD))
+    assert not classification.is_segmentation and classification.score_metric == "macro_f1"
+
+
+def _write(tmp_path, text):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (SEG, "needs `mask_field`"),
+        (SEG + "mask_field: m\nmask_values: [0]\n", "1 pixel value.*for 2 classes"),
+        (SEG + "mask_field: m\nmask_values: [7, 7]\n", "repeats a pixel value"),
+        (SEG + "mask_field: m\nmask_values: [0, 256]\n", r"mask_values\[1\] must be at most 255"),
+        (SEG + "mask_field: m\nmetric: macro_f1\n", "scored by `metric: dice`"),
+        (CARD + "mask_field: m\n", "belong to segmentation cards"),
+        (CARD + "metric: dice\n", "scored by `metric: macro_f1`"),
+        (CARD + "kind: detection\n", "kind must be"),
+    ],
+)
+def test_bad_segmentation_cards(tmp_path, text, message):
+    with pytest.raises(UserError, match=message):
+        read_card(_write(tmp_path, text))

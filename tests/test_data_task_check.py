@@ -4,12 +4,17 @@ import json
 import shutil
 from dataclasses import replace
 
+import numpy as np
 import pytest
+import yaml
 from conftest import make_dataset
+from PIL import Image
 from raw_trees import override_card, write_busbra
 
 from ultrabench_eval.cli.parser import main
 from ultrabench_eval.core.errors import UserError
+from ultrabench_eval.core.registry import TASKS
+from ultrabench_eval.data.task_card import TaskCard
 from ultrabench_eval.data.task_check import FAIL, OK, SKIP, WARN, check_task, format_report
 
 
@@ -194,3 +199,146 @@ def test_the_listing_shows_the_paper_tasks_with_published_sizes(capsys):
         "ultrabench:camus",
     ):
         assert row in out
+
+
+# -- segmentation tasks: classes counted from the label masks ---------------------------------
+
+SEG_CARD = {
+    "name": "toyseg",
+    "dataset": "toyseg_v1",
+    "kind": "segmentation",
+    "classes": ["background", "cyst", "solid"],
+    "mask_field": "lesion_mask",
+    "mask_values": [0, 128, 255],
+    "group_field": "patient",
+    "split_sizes": {"train": 4, "validation": 2, "test": 2},
+}
+
+
+def _seg_mask(index):
+    """8 x 8 masks: 0 a 2 x 2 cyst, 1 a 4 x 4 solid mass, 2 nothing, 3 a cyst and a mass."""
+    mask = np.zeros((8, 8), np.uint8)
+    if index in (0, 3):
+        mask[0:2, 0:2] = 128
+    if index == 1:
+        mask[4:8, 4:8] = 255
+    if index == 3:
+        mask[6:8, 6:8] = 255
+    return mask
+
+
+def _write_seg(root):
+    """The toyseg folder: 4 / 2 / 2 images (8 x 8) with label masks, one patient per image."""
+    folder = root / "toyseg_v1"
+    (folder / "masks").mkdir(parents=True)
+    (folder / "images").mkdir()
+    for split, count in SEG_CARD["split_sizes"].items():
+        records = []
+        for i in range(count):
+            stem = f"{split}_{i}.png"
+            image = np.full((8, 8), 10 * i + len(split), np.uint8)  # distinct bytes per image
+            Image.fromarray(image).save(folder / "images" / stem)
+            Image.fromarray(_seg_mask(i)).save(folder / "masks" / stem)
+            records.append(
+                {"image": f"images/{stem}", "lesion_mask": f"masks/{stem}", "patient": stem}
+            )
+        _write(folder, split, records)
+    return TaskCard.from_dict(SEG_CARD), folder
+
+
+def test_a_segmentation_folder_counts_classes_from_its_masks(tmp_path):
+    card, _ = _write_seg(tmp_path)
+    report = check_task(card, tmp_path)
+    assert report.passed
+    assert [(f.status, f.check) for f in report.findings] == [
+        (OK, "folder"),
+        (OK, "sizes"),
+        (OK, "masks"),
+        (OK, "classes"),
+        (OK, "files"),
+        (OK, "duplicates"),
+        (OK, "leakage"),
+    ]
+    # images whose mask holds each class, not the records' label (0 throughout)
+    assert report.counts == {"train": [4, 2, 2], "validation": [2, 1, 1], "test": [2, 1, 1]}
+    assert report.sizes == {"train": 4, "validation": 2, "test": 2}
+    # train: 256 pixels, cyst 4 + 4, solid 16 + 4
+    assert report.pixel_share["train"] == pytest.approx([228 / 256, 8 / 256, 20 / 256])
+    assert report.pixel_share["test"] == pytest.approx([108 / 128, 4 / 128, 16 / 128])
+    text = format_report(report)
+    assert "| train      | 4        | 4      | 4 (89.1%)    | 2 (3.1%) | 2 (7.8%)  |" in text
+    assert "ok    masks: 8 label masks hold only the card's values (0 background, 128 cyst" in text
+
+
+def test_a_mask_value_the_card_does_not_list_is_a_failed_check_not_a_crash(tmp_path):
+    card, folder = _write_seg(tmp_path)
+    for stem in ("train_1.png", "test_0.png"):
+        mask = _seg_mask(1)
+        mask[0, 0] = 7
+        Image.fromarray(mask).save(folder / "masks" / stem)
+    report = check_task(card, tmp_path)
+    assert not report.passed
+    [(status, text)] = _status(report, "masks")
+    assert status == FAIL
+    assert text.startswith("2 label mask(s) do not fit the card: label mask ")
+    assert "train_1.png has pixel value(s) 7 that task 'toyseg' does not list" in text
+    assert text.endswith("(also test: masks/test_0.png)")
+    # the other checks still ran, and the unreadable masks are left out of the counts
+    assert [f.check for f in report.findings][-3:] == ["files", "duplicates", "leakage"]
+    assert report.counts["train"] == [3, 2, 1] and report.counts["test"] == [1, 0, 1]
+    assert _status(report, "classes") == [(WARN, "classes without images in test: cyst")]
+
+
+def test_classes_absent_from_a_split_warn(tmp_path):
+    card, folder = _write_seg(tmp_path)
+    for i in range(2):
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(folder / "masks" / f"test_{i}.png")
+    report = check_task(card, tmp_path)
+    assert report.passed
+    assert _status(report, "classes") == [(WARN, "classes without images in test: cyst, solid")]
+    assert report.pixel_share["test"] == [1.0, 0.0, 0.0]
+
+
+def test_masks_of_another_size_missing_masks_sizes_and_leakage_are_still_checked(tmp_path):
+    card, folder = _write_seg(tmp_path)
+    Image.fromarray(np.zeros((4, 6), np.uint8)).save(folder / "masks" / "train_2.png")
+    (folder / "masks" / "validation_1.png").unlink()
+    test = _records(folder, "test")
+    test[0]["patient"] = "train_0.png"
+    _write(folder, "test", test)
+    report = check_task(replace(card, split_sizes={"train": 5}), tmp_path)
+    assert _status(report, "masks") == [
+        (
+            FAIL,
+            "1 label mask(s) of another size than their image: train: masks/train_2.png 6x4 "
+            "(image 8x8) (make each mask its image's size)",
+        )
+    ]
+    assert _status(report, "sizes") == [(FAIL, "differ from the card's 5/?/?: train 4 (card 5)")]
+    assert _status(report, "files") == [
+        (FAIL, "1 missing: validation: masks/validation_1.png (lesion_mask)")
+    ]
+    assert _status(report, "leakage")[0][0] == FAIL
+    assert report.counts["validation"] == [1, 1, 0]  # the missing mask is not counted
+
+
+def test_cli_checks_a_segmentation_folder(tmp_path, capsys, monkeypatch):
+    _write_seg(tmp_path / "data")
+    cards = tmp_path / "cards"
+    cards.mkdir()
+    (cards / "toyseg.yaml").write_text(yaml.safe_dump(SEG_CARD))
+    monkeypatch.setenv("UBENCH_TASKS", str(cards))
+    monkeypatch.setattr(TASKS, "_populated", False)
+    code, out, _ = _cli(capsys, "tasks", "check", "toyseg", str(tmp_path / "data"))
+    assert code == 0 and out.rstrip().endswith("passed")
+    assert "per class: images whose mask holds it (its share of the mask pixels)" in out
+    mask = tmp_path / "data" / "toyseg_v1" / "masks" / "validation_0.png"
+    Image.fromarray(np.full((8, 8), 9, np.uint8)).save(mask)
+    code, out, err = _cli(
+        capsys, "tasks", "check", "toyseg", str(tmp_path / "data"), "--format", "json"
+    )
+    data = json.loads(out)
+    assert code == 1 and err == "" and data["kind"] == "segmentation"
+    assert [f["check"] for f in data["findings"] if f["status"] == FAIL] == ["masks"]
+    assert data["counts"]["validation"] == [1, 0, 1] and data["sizes"]["validation"] == 2
+    assert data["pixel_share"]["validation"] == pytest.approx([48 / 64, 0.0, 16 / 64])

@@ -10,6 +10,8 @@ from annotated_types import Ge
 
 from ultrabench_eval.core.registry import PROBES
 from ultrabench_eval.probes import LinearProbe
+from ultrabench_eval.probes.attentive import AttentiveOptions
+from ultrabench_eval.probes.dense import DenseOptions
 from ultrabench_eval.probes.knn import KNNOptions
 from ultrabench_eval.probes.linear import LinearOptions
 from ultrabench_eval.probes.options import (
@@ -70,15 +72,22 @@ def test_bad_device_names() -> None:
         check_device_option(1)
 
 
-@pytest.mark.parametrize("options_class", [LinearOptions, KNNOptions])
+@pytest.mark.parametrize(
+    "options_class", [LinearOptions, KNNOptions, AttentiveOptions, DenseOptions]
+)
 def test_every_declared_option_is_taken_by_its_probe(options_class) -> None:
-    probe = {LinearOptions: "linear", KNNOptions: "knn"}[options_class]
+    probe = {
+        LinearOptions: "linear",
+        KNNOptions: "knn",
+        AttentiveOptions: "attentive",
+        DenseOptions: "dense",
+    }[options_class]
     defaults = {f.name: getattr(options_class(), f.name) for f in fields(options_class)}
     PROBES.get(probe)(**defaults)
 
 
 def test_registered_probes_reject_unknown_options() -> None:
-    for name in ("linear", "lbfgs", "knn", "mlp", "us-jepa-2026"):
+    for name in ("linear", "lbfgs", "knn", "mlp", "us-jepa-2026", "attentive", "dense"):
         with pytest.raises(TypeError, match="unknown field"):
             PROBES.get(name)(no_such_option=1)
     assert LinearProbe().device.type in ("cpu", "cuda")

@@ -419,3 +419,22 @@ def test_the_summary_lines_read_the_same_whatever_the_numbers():
     # nor for a stage too short to time (a store opened, features read from the cache)
     instant = bench.RunTimes(store_s=0.001, store_images=60, features_s=0.002, features_images=60)
     assert all("– images/s" in line for line in instant.summary()[:2])
+
+
+def test_a_probe_on_patch_tokens_reads_the_token_cache(small_suite, tmp_path):
+    config = _config(
+        tmp_path,
+        small_suite,
+        models=["pixels"],
+        tasks=["synth-lesion"],
+        probe="attentive",
+        probe_options={"max_epochs": 2, "lrs": [1e-3]},
+        seeds=2,
+        fractions=(1.0,),
+        device="cpu",
+    )
+    (record,) = bench.run(config, log=lambda _: None)
+    assert record.protocol.probe == "attentive" and record.model.pooling == "tokens"
+    assert len(record.scores.per_seed) == 2 and record.has_predictions
+    assert list((tmp_path / "cache" / "tokens").rglob("clean.float16.npy"))
+    assert not (tmp_path / "cache" / "features").exists()  # no pooled vector was needed

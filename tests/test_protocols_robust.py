@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 from conftest import make_dataset
-from result_records import make_record
+from result_records import as_segmentation, make_record
 
 from ultrabench_eval.cli.parser import main
 from ultrabench_eval.core.registry import TASKS
@@ -131,6 +131,24 @@ def test_summary_scores_by_hand():
     assert no_ref.mce is None
     table = robustness_table.render(summaries, "ref", "test suite")
     assert "| model " in table and "| blur " in table and "| 25.0 % " in table
+
+
+def test_a_segmentation_table_speaks_of_dice():
+    records = [
+        as_segmentation(_record("a", "seg", "clean", None, 60.0)),
+        as_segmentation(_record("a", "seg", "blur-s1", "blur", 45.0)),
+        _record("a", "cls", "clean", None, 80.0),
+        _record("a", "cls", "blur-s1", "blur", 70.0),
+    ]
+    summaries = robustness.summarise(records, reference=None)
+    assert summaries["seg"]["a"].metric == "dice" and summaries["cls"]["a"].metric == "macro_f1"
+    assert summaries["seg"]["a"].relative_drop == pytest.approx(25.0)
+    seg, cls = robustness_table.render(summaries, None, "blur").split("### ")[1:][::-1]
+    assert seg.startswith("seg, blur: test Dice (x100)") and "(100 - Dice)" in seg
+    assert cls.startswith("cls, blur: test macro-F1 (x100)") and "(100 - macro-F1)" in cls
+    assert "Dice" not in cls and "macro-F1" not in seg
+    across = robustness.across_tasks(robustness.summarise_cells(records))
+    assert across["a"].metric == robustness.MIXED
 
 
 def test_the_robust_table_and_the_leaderboard_agree():

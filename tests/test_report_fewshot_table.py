@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from result_records import make_record
+from result_records import as_segmentation, make_record
 
 from ultrabench_eval.report.fewshot_table import render_fewshot
 
@@ -56,3 +56,20 @@ def test_a_single_fit_row_reads_without_a_spread():
     }
     assert rows["100 %"] == "70.0 (1 fit)" and rows["10 %"] == "40.0 ± 2.0"
     assert "± 0.0" not in text and "_(1 fit): one probe fit" in text
+
+
+def test_headings_name_dice_for_segmentation_and_macro_f1_for_classification():
+    records = [
+        make_record("m", "cls", 70.0),
+        make_record("m", "cls", 40.0, fraction=0.1),
+        as_segmentation(make_record("m", "seg", 55.0, probe="dense")),
+        as_segmentation(make_record("m", "seg", 35.0, probe="dense", fraction=0.1)),
+    ]
+    text = render_fewshot(records)
+    headings = [line for line in text.splitlines() if line.startswith("### ")]
+    assert len(headings) == 2
+    assert headings[0].startswith("### linear, m: test macro-F1 (x100) by training labels")
+    assert headings[1].startswith("### dense, m: test Dice (x100, mean over the foreground")
+    assert "Dice" not in headings[0] and "macro-F1" not in headings[1]
+    dense = text.split("### dense")[1]
+    assert "55.0" in dense and "35.0" in dense and "70.0" not in dense

@@ -1,16 +1,20 @@
+import base64
 import dataclasses
+import io
 import shutil
 import subprocess
 from html.parser import HTMLParser
 
 import numpy as np
 import pytest
+from markupsafe import escape
 from PIL import Image
-from result_records import make_record, write_records
+from result_records import as_segmentation, make_record, write_records
 
 from ultrabench_eval.cli.parser import main
 from ultrabench_eval.report import html as report
 from ultrabench_eval.report import leaderboard, plots
+from ultrabench_eval.results.overlays import Overlay, overlay_path, write_overlay
 
 VOID = {"meta", "br", "hr", "img", "link", "input", "wbr", "col", "source"}
 
@@ -22,6 +26,7 @@ class PageChecker(HTMLParser):
         super().__init__()
         self.stack, self.errors = [], []
         self.tables, self.figures, self.svgs_in_figures = [], [], 0
+        self.images = {}  # figure id -> its <img> sources
         self.headings, self.external, self.scripts = [], [], 0
         self._heading = None
 
@@ -33,21 +38,24 @@ class PageChecker(HTMLParser):
             self.figures.append(attrs.get("id"))
         if tag == "svg" and "figure" in self.stack:
             self.svgs_in_figures += 1
+        if tag == "img" and "figure" in self.stack:
+            self.images.setdefault(self.figures[-1], []).append(attrs.get("src"))
         if tag == "script":
             self.scripts += 1
-        for name in ("src", "href", "xlink:href"):
-            value = attrs.get(name)
-            if value is not None and not value.startswith("#"):
-                self.external.append(value)
+        self._links(attrs)
         if tag in ("h2", "h3"):
             self._heading = ""
         if tag not in VOID:
             self.stack.append(tag)
 
     def handle_startendtag(self, tag, attrs):
+        self._links(dict(attrs))
+
+    def _links(self, attrs):
+        """What the page would fetch: anything but an anchor or data inline in the page."""
         for name in ("src", "href", "xlink:href"):
-            value = dict(attrs).get(name)
-            if value is not None and not value.startswith("#"):
+            value = attrs.get(name)
+            if value is not None and not value.startswith(("#", "data:")):
                 self.external.append(value)
 
     def handle_endtag(self, tag):
@@ -197,3 +205,66 @@ def test_a_one_fit_protocol_reads_as_such_on_the_page(tmp_path):
     page = report.build([one, make_record("hog", "synth-view", 52.0, 1.0, probe="knn")], tmp_path)
     assert "41.0 (1 fit)" in page and "± 0.0" not in page
     assert "<td>5 (1 fit)</td>" in page  # the protocols table: five seeds asked, one fit
+
+
+def _segmentation_records():
+    """The dense probe on task `lesion-seg` for models a, b and c, with all labels."""
+    classes = ("background", "lesion")
+    return [
+        as_segmentation(make_record(m, "lesion-seg", score, probe="dense", classes=classes))
+        for m, score in (("a", 60.0), ("b", 50.0), ("c", 40.0))
+    ]
+
+
+def _write_overlay(root, model):
+    images = np.tile(np.arange(0, 256, 32, dtype=np.uint8), (2, 8, 1))
+    truth = np.zeros((2, 8, 8), np.uint8)
+    truth[:, 2:6, 2:6] = 1
+    prediction = np.roll(truth, 1, axis=1)
+    valid = np.ones_like(truth)
+    overlay = Overlay(images, truth, prediction, valid, ["x/one.png", "x/two.png"], ["bg", "les"])
+    write_overlay(overlay_path(root, model, "lesion-seg", "dense"), overlay)
+
+
+def test_segmentation_samples_are_an_inline_png_per_task(tmp_path):
+    records = _records() + _segmentation_records()
+    for model in "ab":  # c has no overlay file: no row, no error
+        _write_overlay(tmp_path, model)
+    page = report.build(records, tmp_path)
+    checker = PageChecker()
+    checker.feed(page)
+    checker.close()
+    assert checker.errors == [] and checker.stack == []
+    assert checker.scripts == 0 and checker.external == []  # the PNG is inside the page
+    assert "Segmentation" in checker.headings
+    [src] = checker.images["plot-overlay-lesion-seg"]
+    prefix = "data:image/png;base64,"
+    assert src.startswith(prefix)
+    png = base64.b64decode(src[len(prefix) :], validate=True)
+    with Image.open(io.BytesIO(png)) as image:
+        assert image.format == "PNG"
+    # the figure the page holds: a row per model with an overlay file
+    [plot] = plots.make_overlay_plots(records, tmp_path)
+    assert png == plots.render(plot.figure, "png", palette=True)
+    ylabels = [ax.get_ylabel() for ax in plot.figure.axes if ax.get_ylabel()]
+    assert ylabels == ["a", "b"]
+    assert f"{escape(plot.title)} (<code>overlay-lesion-seg</code>)" in page
+    # the captions of segmentation plots name Dice, those of classification plots macro-F1
+    made_plots = plots.make_plots(records)
+    assert "tasks-dense" in {made.name for made in made_plots}
+    for made in made_plots:
+        assert f"{escape(made.title)} (<code>{made.name}</code>)" in page
+        segmentation = made.name.endswith("-dense")
+        assert ("Dice" in made.title) == segmentation, made.name
+        assert ("macro-F1" in made.title) != segmentation, made.name
+
+
+def test_no_segmentation_section_without_overlay_files(tmp_path):
+    records = _records() + _segmentation_records()
+    page = report.build(records, tmp_path)
+    assert 'id="segmentation"' not in page and "data:image/png" not in page
+    # a damaged file is no figure, not an error
+    _write_overlay(tmp_path, "a")
+    path = overlay_path(tmp_path, "a", "lesion-seg", "dense")
+    path.write_bytes(path.read_bytes()[:64])
+    assert "data:image/png" not in report.build(records, tmp_path)

@@ -387,3 +387,23 @@ def test_a_record_that_lists_no_seeds_keeps_its_spread():
     bare = dataclasses.replace(bare, scores=dataclasses.replace(bare.scores, per_seed=None))
     _, body = _body(render_markdown([bare]), "linear:")
     assert body[0][1] == "**70.0 ± 1.5**"
+
+
+def test_a_segmentation_table_names_the_chance_dice():
+    from result_records import as_segmentation, make_record
+
+    from ultrabench_eval.report.tables import build_tables, chance_dice
+    from ultrabench_eval.results.record import TestPart
+
+    record = as_segmentation(make_record("m", "seg", 40.0, probe="dense"))
+    assert chance_dice(record) is None  # no per-image counts: no chance to tell
+    # two images, [tp, fp, fn] per class: 30 of 100 true pixels are lesion
+    counts = [[[60, 5, 10], [20, 10, 5]], [[10, 0, 0], [5, 0, 0]]]
+    test = TestPart(
+        ids_sha256="ids", labels=None, predictions_per_seed=None, counts_per_seed=[counts]
+    )
+    record = dataclasses.replace(record, test=test)
+    assert chance_dice(record) == pytest.approx(100 * 30 / 110)
+    (table,) = build_tables([record])
+    assert table.columns[:2] == ["seg Dice", "seg mIoU"]
+    assert any(note.startswith("chance:") and "seg 27.3" in note for note in table.notes)

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from result_records import make_record, write_records
+from result_records import as_segmentation, make_record, write_records
 
 from ultrabench_eval.cli.parser import main
 from ultrabench_eval.core.errors import UserError
@@ -112,8 +112,12 @@ def test_the_ci_baseline_matches_the_ci_configuration():
     stored = regression.read_baseline(CI_BASELINE)
     cells = {regression.cell_key(c): c for c in stored["cells"]}
     assert {m for m, _, _ in cells} == {"pixels", "hog"}
-    assert {t for _, t, _ in cells} == {"synth-lesion", "synth-texture", "synth-view"}
-    assert {p for _, _, p in cells} == {"linear", "linear@10%"}
+    classification = {"synth-lesion", "synth-texture", "synth-view"}
+    assert {t for _, t, _ in cells} == {*classification, "synth-lesion-seg"}
+    # the segmentation task gets the dense probe whatever --probe names
+    assert {p for _, t, p in cells if t in classification} == {"linear", "linear@10%"}
+    assert {p for _, t, p in cells if t not in classification} == {"dense", "dense@10%"}
+    assert all(c["metric"] == "dice" for (_, t, _), c in cells.items() if t not in classification)
     assert all(c["setup"]["seeds"] == 2 for c in cells.values())
 
 
@@ -138,7 +142,10 @@ def test_ci_script_passes_then_fails_on_a_planted_drop(tmp_path):
     work = tmp_path / "work"
     run = _bench_check(work)
     assert run.returncode == 0, run.stdout + run.stderr
-    assert "12 baseline cells (allowed drop 1.00 points of macro-F1): 12 ok -> pass" in run.stdout
+    assert (
+        "16 baseline cells (allowed drop 1.00 points of Dice or macro-F1): 16 ok -> pass"
+        in run.stdout
+    )
     # plant a drop: one record loses 3 points; its inputs are unchanged, so the re-run reuses it
     path = results.record_path(work / "results", "hog", "synth-view", "linear")
     record = json.loads(path.read_text())
@@ -151,7 +158,7 @@ def test_ci_script_passes_then_fails_on_a_planted_drop(tmp_path):
     # and --update writes the baseline it was pointed at, not the committed one
     copy = tmp_path / "baseline.json"
     run = _bench_check(work, "--update", baseline=copy)
-    assert run.returncode == 0 and "wrote 12 cells" in run.stdout
+    assert run.returncode == 0 and "wrote 16 cells" in run.stdout
 
 
 # a check that cannot fail is an error, not a pass.
@@ -257,3 +264,49 @@ def test_tolerance_std_on_a_one_fit_cell_says_why_nothing_may_drop():
     assert "one fit" in checks[0].detail and "--tolerance" in checks[0].detail
     checks, _ = regression.check(baseline, [_one_fit(make_record("a", "t", 49.5))])
     assert checks[0].status == "ok" and checks[0].detail == ""  # points: no note needed
+
+
+def _segmentation(**means):
+    """One dense-probe segmentation record per model on task seg (std 0.5)."""
+    return [
+        as_segmentation(make_record(model, "seg", mean, probe="dense"))
+        for model, mean in means.items()
+    ]
+
+
+def test_a_segmentation_baseline_speaks_of_dice():
+    baseline = regression.make_baseline(_segmentation(a=50.0, b=50.0))
+    assert [c["metric"] for c in baseline["cells"]] == ["dice", "dice"]
+    checks, _ = regression.check(baseline, _segmentation(a=47.0, b=50.0))
+    assert [c.metric for c in checks] == ["dice", "dice"]
+    how = regression.describe_tolerance(None, None, checks)
+    assert how == "allowed drop 1.00 points of Dice"
+    text = regression.report(checks, [], how)
+    assert "(allowed drop 1.00 points of Dice): 1 dropped, 1 ok -> FAIL" in text
+    assert "macro-F1" not in text and "| metric " not in text  # one metric: no column
+    # the std rule names no metric; a classification baseline says macro-F1, as it always did
+    assert regression.describe_tolerance(None, 2.0, checks) == "allowed drop 2 x the baseline std"
+    classification, _ = regression.check(regression.make_baseline(_records(a=50.0)), [])
+    assert regression.describe_tolerance(0.5, None, classification).endswith("of macro-F1")
+    assert regression.describe_tolerance(0.5, None).endswith("of macro-F1")
+
+
+def test_an_older_baseline_without_metrics_takes_the_records_metric():
+    baseline = regression.make_baseline(_segmentation(a=50.0) + _records(b=60.0))
+    for cell in baseline["cells"]:
+        cell.pop("metric")
+    checks, _ = regression.check(baseline, _segmentation(a=50.0))  # b is missing
+    assert {c.model: c.metric for c in checks} == {"a": "dice", "b": "macro_f1"}
+    how = regression.describe_tolerance(None, None, checks)
+    assert how == "allowed drop 1.00 points of Dice or macro-F1"
+    # both kinds in one baseline: a metric column says which cell is which
+    lines = regression.report(checks, [], how).splitlines()
+    assert lines[0].split("|")[5].strip() == "metric"
+    rows = {line.split("|")[2].strip(): line.split("|")[5].strip() for line in lines[2:4]}
+    assert rows == {"a": "Dice", "b": "macro-F1"}
+
+
+def test_a_cell_metric_that_is_not_text_is_refused(tmp_path):
+    path = _baseline_file(tmp_path, lambda b: b["cells"][0].update(metric=3))
+    with pytest.raises(UserError, match=r"cell 0 'metric' must be text, got 3"):
+        regression.read_baseline(path)

@@ -78,3 +78,27 @@ def test_a_one_fit_record_pairs_with_one_that_repeats_its_fit_per_seed():
     reference = make_record("b", "t", labels=labels, predictions=[other, other])
     assert once.scores.mean == pytest.approx(repeated.scores.mean)
     assert stats.paired_records(once, reference) == stats.paired_records(repeated, reference)
+
+
+def _counts(rng, n, hit):
+    """Per-image counts [N, 2, 3] of a binary segmentation: `hit` of each lesion's 100 pixels
+    found, the rest missed; background counts to match."""
+    lesion = np.stack([hit, 100 - hit, 100 - hit], axis=-1)  # tp, fp, fn of the lesion class
+    background = np.stack([np.full(n, 900), 100 - hit, 100 - hit], axis=-1)
+    return np.stack([background, lesion], axis=1).astype(np.int64)
+
+
+def test_dice_interval_and_paired_test():
+    rng = np.random.default_rng(0)
+    n = 60
+    good = _counts(rng, n, rng.integers(80, 95, n))
+    poor = _counts(rng, n, rng.integers(40, 60, n))
+    interval = stats.dice_bootstrap_ci(good[None])
+    observed = 100 * 2 * good[:, 1, 0].sum() / (2 * good[:, 1, 0].sum() + 2 * good[:, 1, 1].sum())
+    assert interval.low <= observed <= interval.high and interval.high - interval.low < 10
+    clear = stats.paired_dice_bootstrap(good[None], poor[None])
+    assert clear.difference > 20 and clear.p_value < 0.01
+    same = stats.paired_dice_bootstrap(good[None], good[None])
+    assert same.difference == 0 and same.p_value == 1.0
+    with pytest.raises(ValueError, match="same test images"):
+        stats.paired_dice_bootstrap(good[None], poor[None, :10])

@@ -139,6 +139,7 @@ def add_tasks(sub: Subparsers) -> None:
 _TASK_COLUMNS = [
     "name",
     "dataset",
+    "kind",
     "classes",
     "splits (train/val/test)",
     "organ",
@@ -165,6 +166,8 @@ def run_tasks(args: argparse.Namespace) -> int:
             "/".join(str(sizes.get(s, "?")) for s in SPLITS) if sizes else ""
         )
         row["classes"] = f"{len(row['classes'])}: {', '.join(row['classes'])}"
+        if row["kind"] == "segmentation":
+            row["kind"] = f"segmentation ({row['mask_field']})"
     print_table(rows, _TASK_COLUMNS)
     return 0
 

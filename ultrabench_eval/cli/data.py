@@ -70,6 +70,9 @@ def run_prepare(args: argparse.Namespace) -> int:
 
     card = TASKS.get(args.name)
     prepared = prepare(card, Path(args.raw_dir), Path(args.out_dir), overwrite=args.overwrite)
+    if prepared.already_prepared:
+        print(prepared.already_prepared_line(card.name, args.out_dir))
+        return 0
     print(f"prepared {card.name} with {prepared.preparer} into {prepared.folder}")
     got = "/".join(str(prepared.sizes[s]) for s in SPLITS)
     line = f"  train/validation/test: {got}"
@@ -86,17 +89,23 @@ def run_prepare(args: argparse.Namespace) -> int:
 
 
 def add_cache(sub: Subparsers) -> None:
-    p = sub.add_parser("cache", help="list or remove cached features and image stores")
+    p = sub.add_parser(
+        "cache", help="list or remove cached features, tokens, image and label stores"
+    )
     cache_sub = p.add_subparsers(dest="cache_command", required=True, parser_class=OneLineParser)
     q = cache_sub.add_parser("ls", help="list the cache")
     cache_flag(q)
     q.set_defaults(handler=run_cache_ls)
     q = cache_sub.add_parser("rm", help="remove cache entries")
     cache_flag(q)
-    q.add_argument("--model", type=csv_list, help="features of these models")
-    q.add_argument("--task", type=csv_list, help="features of these tasks")
-    q.add_argument("--dataset", type=csv_list, help="image stores of these dataset folders")
-    q.add_argument("--images", action="store_true", help="image stores (all, or --dataset)")
+    q.add_argument("--model", type=csv_list, help="features and tokens of these models")
+    q.add_argument("--task", type=csv_list, help="features and tokens of these tasks")
+    q.add_argument(
+        "--dataset", type=csv_list, help="image and label stores of these dataset folders"
+    )
+    q.add_argument(
+        "--images", action="store_true", help="image and label stores (all, or --dataset)"
+    )
     q.add_argument("--all", action="store_true", help="everything")
     q.add_argument("--dry-run", action="store_true", help="list what would go, remove nothing")
     q.set_defaults(handler=run_cache_rm)
@@ -139,11 +148,7 @@ def run_cache_rm(args: argparse.Namespace) -> int:
 
 def _cache_row(entry: Any) -> dict[str, Any]:
     d = entry.detail
-    if entry.kind == "features":
-        dims = ", ".join(f"{k} {v}" for k, v in d["dims"].items())
-        what = f"{d['task']}/{d['split']}/{d['view']} [{dims}] {d['fingerprint']}"
-    else:
-        what = f"{d['split']} {d['size']}px {d['interpolation']}"
+    what = entry.what
     return {
         "kind": entry.kind,
         "name": entry.name,

@@ -67,7 +67,10 @@ def add_check(sub: Subparsers) -> None:
     tolerance.add_argument(
         "--tolerance",
         type=float,
-        help=f"allowed drop in points of macro-F1 (default {DEFAULT_TOLERANCE})",
+        help=(
+            "allowed drop in points of the score (macro-F1; Dice for segmentation tasks; "
+            f"default {DEFAULT_TOLERANCE})"
+        ),
     )
     tolerance.add_argument(
         "--tolerance-std", type=float, metavar="K", help="allowed drop: K x the baseline std"
@@ -94,7 +97,7 @@ def run_check(args: argparse.Namespace) -> int:
     checks, new = regression.check(
         baseline, records, tolerance=args.tolerance, tolerance_std=args.tolerance_std
     )
-    how = regression.describe_tolerance(args.tolerance, args.tolerance_std)
+    how = regression.describe_tolerance(args.tolerance, args.tolerance_std, checks)
     print(f"{baseline_path} vs {root}\n")
     print(regression.report(checks, new, how), end="")
     return 1 if any(c.failed for c in checks) else 0
@@ -104,7 +107,10 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 def add_plot(sub: Subparsers) -> None:
-    p = sub.add_parser("plot", help="few-shot, robustness and per-task plots (PNG and SVG)")
+    p = sub.add_parser(
+        "plot",
+        help="few-shot, robustness and per-task plots (PNG and SVG), segmentation samples (PNG)",
+    )
     results_flag(p)
     p.add_argument("--out", help="output folder (default: <results>/plots)")
     p.set_defaults(handler=run_plot)
@@ -117,7 +123,7 @@ def run_plot(args: argparse.Namespace) -> int:
     root = config.results_root(args.results)
     records = results.read_records(root)
     out = Path(args.out) if args.out else root / "plots"
-    written = plots.write_plots(records, out)
+    written = plots.write_plots(records, out, results_dir=root)
     for path in written:
         print(path)
     if not written:

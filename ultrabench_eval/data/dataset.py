@@ -2,8 +2,10 @@
 
 A folder holds `train.json`, `validation.json` and `test.json`, each a JSON list of records
 with a relative `image` path, an integer label (field named by the task card), an optional
-relative `scan_mask` path and an optional group field (patient, source video). Every image and
-mask path must resolve inside the folder: a symlink inside it is followed, and refused when its
+relative `scan_mask` path and an optional group field (patient, source video). A segmentation
+task's records carry a relative label-mask path instead of a label (the key its card names in
+`mask_field`); their `label` is 0 throughout. Every image and mask path must resolve inside
+the folder: a symlink inside it is followed, and refused when its
 target lies outside (a task folder cannot make the harness read files elsewhere).
 """
 
@@ -29,6 +31,7 @@ class Record:
     label: int
     scan_mask: str | None = None
     group: str | None = None
+    mask: str | None = None  # segmentation: the label mask's path
 
 
 @dataclass(frozen=True)
@@ -105,7 +108,8 @@ def open_dataset(
     if check_files:
         for split in splits.values():
             _check_files(split, problems)
-    _check_classes(card, splits, problems)
+    if not card.is_segmentation:
+        _check_classes(card, splits, problems)
     if problems:
         raise DatasetError(root, problems)
     if overlap == "ignore":
@@ -178,7 +182,16 @@ def _parse_record(item: object, card: TaskCard, where: str, problems: list[str])
     if not isinstance(image, str) or not image:
         problems.append(f"{where} has no 'image' path")
         return None
-    label = _parse_label(item.get(card.label_field), card)
+    if card.is_segmentation:
+        label, mask_path = 0, item.get(card.mask_field or "")
+        if not isinstance(mask_path, str) or not mask_path:
+            problems.append(
+                f"{where} ({image}): no label mask path in the card's mask field "
+                f"'{card.mask_field}' (every image of a segmentation task needs its mask)"
+            )
+            return None
+    else:
+        label, mask_path = _parse_label(item.get(card.label_field), card), None
     if label is None:
         value = item.get(card.label_field, "<missing>")
         problems.append(
@@ -192,7 +205,11 @@ def _parse_record(item: object, card: TaskCard, where: str, problems: list[str])
         return None
     group = item.get(card.group_field) if card.group_field else None
     return Record(
-        image=image, label=label, scan_mask=mask, group=None if group is None else str(group)
+        image=image,
+        label=label,
+        scan_mask=mask,
+        group=None if group is None else str(group),
+        mask=mask_path,
     )
 
 
@@ -204,7 +221,8 @@ class InsideCheck:
         self.resolved = root.resolve()
 
     def check(self, record: Record, where: str, problems: list[str]) -> bool:
-        for kind, rel in (("image", record.image), ("scan_mask", record.scan_mask)):
+        paths = (("image", record.image), ("scan_mask", record.scan_mask), ("mask", record.mask))
+        for kind, rel in paths:
             if rel is not None and not self.contains(rel):
                 problems.append(
                     f"{where}: {kind} path {rel} lies outside the task folder (paths must be "
@@ -233,7 +251,8 @@ def _parse_label(value: object, card: TaskCard) -> int | None:
 
 def _check_files(split: Split, problems: list[str]) -> None:
     for record in split.records:
-        for kind, rel in (("image", record.image), ("scan mask", record.scan_mask)):
+        paths = (("image", record.image), ("scan mask", record.scan_mask), ("mask", record.mask))
+        for kind, rel in paths:
             if rel is None:
                 continue
             path = split.root / rel

@@ -1,6 +1,13 @@
 """Task cards: one YAML file per task, naming its UltraBench-format dataset folder, label field
 and class names.
 
+A card is a classification task (`kind: classification`, the default: one class index per
+image, scored by macro-F1) or a segmentation task (`kind: segmentation`: one label mask per
+image, named by the record key `mask_field`, scored by Dice and mean IoU). A segmentation card's
+`classes` list every class of the mask, background first; `mask_values` says which pixel value
+each class has in the mask files when that is not its index (UltraBench writes binary masks as
+0/255 in places).
+
 Cards are read from, in order (later ones replace earlier ones of the same name): the cards
 shipped with the package, the repository's `tasks/` folder, and every folder in the
 `UBENCH_TASKS` environment variable (separated by the OS path separator).
@@ -14,7 +21,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
 import yaml
-from annotated_types import Ge, MinLen
+from annotated_types import Ge, Le, MinLen
 
 from ultrabench_eval.core.config import PACKAGE_DIR, TASKS_ENV
 from ultrabench_eval.core.errors import UserError
@@ -22,6 +29,11 @@ from ultrabench_eval.core.validation import Hint, parse_dataclass
 
 Split = Literal["train", "validation", "test"]
 SPLITS: tuple[str, ...] = get_args(Split)
+TaskKind = Literal["classification", "segmentation"]
+# Segmentation scores compare masks resized (nearest) to this side unless the card says
+# otherwise: the same pixels for every model, whatever its input size.
+DEFAULT_EVAL_SIZE = 224
+Metric = Literal["macro_f1", "dice"]
 
 Name = Annotated[str, MinLen(1)]
 # Fields that name things (`--tasks` takes the name, the folder is the dataset): numbers in them
@@ -46,7 +58,23 @@ class TaskCard:
     ]
     label_field: Annotated[Name, Hint("the record key holding the class index")] = "label"
     group_field: Annotated[Name, Hint("the record key of the patient or source")] | None = None
-    metric: Annotated[Literal["macro_f1"], Hint("the bench reports macro-F1")] = "macro_f1"
+    kind: Annotated[
+        TaskKind, Hint("classification (a label per image) or segmentation (a mask per image)")
+    ] = "classification"
+    metric: Annotated[Metric | None, Hint("macro_f1 for classification, dice for segmentation")] = (
+        None
+    )
+    # segmentation only: the record key of the label mask, and each class's pixel value in it
+    mask_field: Annotated[Name, Hint("the record key of the label mask path")] | None = None
+    mask_values: (
+        Annotated[
+            tuple[Annotated[int, Ge(0), Le(255)], ...],
+            Hint("one pixel value (0-255) per class, in class order, e.g. [0, 255]"),
+        ]
+        | None
+    ) = None
+    # segmentation only: the side (px) at which predicted and true masks are compared
+    eval_size: Annotated[int, Ge(16), Le(1024), Hint("a side in pixels, e.g. 224")] | None = None
     organ: str = ""
     description: str = ""
     source: str = ""
@@ -65,6 +93,25 @@ class TaskCard:
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    @property
+    def is_segmentation(self) -> bool:
+        return self.kind == "segmentation"
+
+    @property
+    def score_metric(self) -> str:
+        """The headline score: the card's metric, else the kind's (macro-F1 or Dice)."""
+        return self.metric or ("dice" if self.is_segmentation else "macro_f1")
+
+    @property
+    def evaluation_size(self) -> int:
+        """The side of the square at which a segmentation task's masks are compared."""
+        return self.eval_size or DEFAULT_EVAL_SIZE
+
+    @property
+    def pixel_values(self) -> tuple[int, ...]:
+        """Each class's pixel value in the mask files (its index unless `mask_values`)."""
+        return self.mask_values or tuple(range(self.num_classes))
 
     @classmethod
     def from_dict(cls, data: Any, path: Path | None = None) -> TaskCard:
@@ -87,7 +134,36 @@ class TaskCard:
                 f"{where}: classes names {', '.join(map(repr, repeated))} more than once "
                 "(each class index needs its own name)"
             )
+        _check_kind(card, where)
         return card
+
+
+def _check_kind(card: TaskCard, where: str) -> None:
+    """The fields a card's kind needs, and none of the other kind's."""
+    if card.is_segmentation:
+        if card.mask_field is None:
+            raise UserError(
+                f"{where}: a segmentation card needs `mask_field` (the record key holding each "
+                "image's label mask, e.g. tumor_mask)"
+            )
+        if card.metric not in (None, "dice"):
+            raise UserError(f"{where}: a segmentation card is scored by `metric: dice`")
+        values = card.mask_values
+        if values is not None and len(values) != card.num_classes:
+            raise UserError(
+                f"{where}: mask_values gives {len(values)} pixel value(s) for "
+                f"{card.num_classes} classes (one per class, background first)"
+            )
+        if values is not None and len(set(values)) != len(values):
+            raise UserError(f"{where}: mask_values repeats a pixel value (one per class)")
+        return
+    if card.mask_field is not None or card.mask_values is not None or card.eval_size is not None:
+        raise UserError(
+            f"{where}: mask_field, mask_values and eval_size belong to segmentation cards (add "
+            "`kind: segmentation`, or remove them)"
+        )
+    if card.metric not in (None, "macro_f1"):
+        raise UserError(f"{where}: a classification card is scored by `metric: macro_f1`")
 
 
 def card_dirs() -> list[Path]:

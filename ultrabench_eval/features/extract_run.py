@@ -32,6 +32,7 @@ from ultrabench_eval.data.image_store import open_store
 from ultrabench_eval.data.task_card import SPLITS, Split
 from ultrabench_eval.features import distributed
 from ultrabench_eval.features.extract import cached_features
+from ultrabench_eval.features.extract_tokens import cached_tokens
 from ultrabench_eval.features.stores import store_resize
 from ultrabench_eval.models.adapter import TorchAdapter
 from ultrabench_eval.models.factory import make_adapter
@@ -103,7 +104,27 @@ def run_extraction(config: ExtractConfig, log: Callable[[str], None] = print) ->
                         distributed.barrier()
                     for view in views:
                         started = time.perf_counter()
-                        if ranks:
+                        if dataset.card.is_segmentation:
+                            # a segmentation task's probe reads patch tokens, not pooled vectors
+                            if ranks:
+                                raise UserError(
+                                    f"task {dataset.card.name} is a segmentation task: its "
+                                    "patch tokens are extracted by one process (run `ubench "
+                                    "extract` without torchrun for it)"
+                                )
+                            tokens = cached_tokens(
+                                adapter,
+                                dataset.card.name,
+                                split_name,
+                                store,
+                                config.cache_root,
+                                batch_size=config.batch_size,
+                                view=view,
+                                log=log,
+                            )
+                            dims = {"tokens": list(tokens.tokens.shape[1:])}
+                            from_cache = tokens.from_cache
+                        elif ranks:
                             found = distributed.sharded_features(
                                 adapter,
                                 dataset.card.name,
@@ -124,6 +145,9 @@ def run_extraction(config: ExtractConfig, log: Callable[[str], None] = print) ->
                                 batch_size=config.batch_size,
                                 view=view,
                             )
+                        if not dataset.card.is_segmentation:
+                            dims = {k: int(v.shape[1]) for k, v in found.features.items()}
+                            from_cache = found.from_cache
                         seconds = time.perf_counter() - started
                         row = {
                             "model": adapter.name,
@@ -131,13 +155,13 @@ def run_extraction(config: ExtractConfig, log: Callable[[str], None] = print) ->
                             "split": split_name,
                             "view": view.name,
                             "images": len(store),
-                            "dims": {k: int(v.shape[1]) for k, v in found.features.items()},
-                            "cached": found.from_cache,
+                            "dims": dims,
+                            "cached": from_cache,
                             "seconds": round(seconds, 3),
                         }
                         rows.append(row)
                         if ranks is None or ranks.is_main:
-                            how = "cached" if found.from_cache else f"extracted in {seconds:.1f} s"
+                            how = "cached" if from_cache else f"extracted in {seconds:.1f} s"
                             log(
                                 f"{adapter.name} | {dataset.card.name}/{split_name} | "
                                 f"{view.name} | {len(store)} images | {how}"

@@ -6,13 +6,17 @@
 | `linear` (also `lbfgs`) | L2 logistic regression, the C grid fitted at once by batched L-BFGS |
 | `knn` | cosine k-nearest neighbours, k chosen on validation |
 | `mlp` | one hidden layer, AdamW, early stopping (batched seeds) |
+| `dense` | segmentation: a linear 1x1 head on patch tokens, upsampled, scan-masked CE |
+| `attentive` | V-JEPA's attentive probe on patch tokens (batched seeds and learning rates) |
 """
 
 from typing import Any
 
 from ultrabench_eval.core.device import AUTO
 from ultrabench_eval.core.registry import PROBES
+from ultrabench_eval.probes.attentive import AttentiveProbe
 from ultrabench_eval.probes.base import Probe, ProbeResult
+from ultrabench_eval.probes.dense import DenseProbe
 from ultrabench_eval.probes.knn import KNNProbe
 from ultrabench_eval.probes.linear import LinearProbe
 from ultrabench_eval.probes.sgd import MLP, US_JEPA_2026, SGDProbe
@@ -44,5 +48,16 @@ PROBES.register("linear", LinearProbe)
 PROBES.register("lbfgs", LinearProbe)
 PROBES.register("knn", KNNProbe)
 PROBES.register("mlp", MLPProbe)
+PROBES.register("dense", DenseProbe)
+PROBES.register("attentive", AttentiveProbe)
 
-__all__ = ["KNNProbe", "LinearProbe", "MLPProbe", "Probe", "ProbeResult", "USJepa2026Probe"]
+__all__ = [
+    "AttentiveProbe",
+    "DenseProbe",
+    "KNNProbe",
+    "LinearProbe",
+    "MLPProbe",
+    "Probe",
+    "ProbeResult",
+    "USJepa2026Probe",
+]

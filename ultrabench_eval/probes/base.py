@@ -35,6 +35,8 @@ class Probe(ABC):
     # False when the fit ignores the seed (a convex, deterministic fit): then equal training
     # subsets need one fit between them.
     uses_seed: bool = True
+    # True when the probe reads patch tokens [N, T, D] instead of pooled vectors [N, D]
+    needs_tokens: bool = False
 
     @abstractmethod
     def fit_predict(

@@ -14,12 +14,14 @@ import torch
 import ultrabench_eval
 from ultrabench_eval.core.device import resolve_device
 from ultrabench_eval.core.digests import json_digest
+from ultrabench_eval.core.errors import UserError
 from ultrabench_eval.core.registry import PROBES, TASKS
 from ultrabench_eval.core.writable import check_writable_folder
 from ultrabench_eval.data.dataset import Dataset, open_dataset
 from ultrabench_eval.data.task_card import SPLITS, TaskCard
 from ultrabench_eval.features.cache_identity import feature_fingerprint, package_digest
 from ultrabench_eval.features.extract import cached_features
+from ultrabench_eval.features.extract_tokens import cached_tokens
 from ultrabench_eval.features.stores import open_task_stores, store_resize
 from ultrabench_eval.models.adapter import Adapter
 from ultrabench_eval.models.factory import make_adapter, pooling_of
@@ -28,7 +30,14 @@ from ultrabench_eval.probes.base import Probe
 from ultrabench_eval.protocols.config import RECORD_LOGIC_VERSION, BenchConfig, validate
 from ultrabench_eval.protocols.reuse import Expected, reusable_records
 from ultrabench_eval.results.build import SeedResult, build_record, run_stages
-from ultrabench_eval.results.record import ResultRecord, protocol_id, write_record
+from ultrabench_eval.results.record import (
+    ResultRecord,
+    metric_label,
+    protocol_id,
+    write_record,
+)
+
+TOKENS = "tokens"  # a record's `model.pooling` when its probe read the patch tokens
 
 
 def check(config: BenchConfig) -> tuple[list[Adapter], list[str], list[Dataset], torch.device]:
@@ -40,11 +49,37 @@ def check(config: BenchConfig) -> tuple[list[Adapter], list[str], list[Dataset],
     adapters = [make_adapter(name) for name in config.models]
     poolings = [pooling_of(adapter, config.pooling) for adapter in adapters]
     overlap = "allow" if config.allow_overlap else "refuse"
+    _check_token_work(config, cards, adapters)
     datasets = [
         open_dataset(card, config.data_root, overlap=overlap, digest_cache=config.cache_root)
         for card in cards
     ]
     return adapters, poolings, datasets, resolve_device(config.device)
+
+
+def _check_token_work(config: BenchConfig, cards: list[TaskCard], adapters: list[Adapter]) -> None:
+    """Segmentation tasks and probes on patch tokens need models that give tokens; the dense
+    probe segments, so it cannot be the probe of a classification task."""
+    classification = [card.name for card in cards if not card.is_segmentation]
+    if config.probe == "dense" and classification:
+        raise UserError(
+            f"--probe dense segments, but {', '.join(classification)} are classification tasks "
+            "(segmentation tasks always use the dense probe: pick a classifier probe for the "
+            "others, e.g. --probe us-jepa-2026)"
+        )
+    segmentation = [card.name for card in cards if card.is_segmentation]
+    on_tokens = bool(getattr(PROBES.get(config.probe), "needs_tokens", False))
+    if not segmentation and not (on_tokens and classification):
+        return
+    for adapter in adapters:
+        if not adapter.gives_tokens:
+            why = (
+                f"task(s) {', '.join(segmentation)}" if segmentation else f"--probe {config.probe}"
+            )
+            raise UserError(
+                f"model {adapter.name} gives no patch tokens, which {why} need(s) (its adapter "
+                "has no forward_tokens): leave those tasks out, or use a model that gives them"
+            )
 
 
 def run(config: BenchConfig, log: Callable[[str], None] = print) -> list[ResultRecord]:
@@ -58,7 +93,7 @@ def run(config: BenchConfig, log: Callable[[str], None] = print) -> list[ResultR
         adapter.load(config.weights).to(device)
         load_s = time.perf_counter() - started
         for dataset in datasets:
-            for record, reused in _run_task(adapter, dataset, pooling, config, load_s, times):
+            for record, reused in run_task(adapter, dataset, pooling, config, load_s, times):
                 if reused:
                     how = "reused record"
                 else:
@@ -70,7 +105,7 @@ def run(config: BenchConfig, log: Callable[[str], None] = print) -> list[ResultR
                 times.written += not reused
                 log(
                     f"{adapter.name:>16} | {dataset.card.name:<16} | {record.protocol_id:<12}"
-                    f" | macro-F1 {record.scores.text():>12} | {how}"
+                    f" | {metric_label(record.scores.metric)} {record.scores.text():>12} | {how}"
                 )
                 written.append(record)
     for line in times.summary():
@@ -184,6 +219,24 @@ def store_timings(stores: Mapping[str, Any], seconds: float) -> dict[str, Any]:
     }
 
 
+def run_task(
+    adapter: Adapter,
+    dataset: Dataset,
+    pooling: str,
+    config: BenchConfig,
+    load_s: float,
+    times: RunTimes | None = None,
+) -> list[tuple[ResultRecord, bool]]:
+    """(record, reused) per label budget of one model x task: a segmentation task goes to the
+    dense probe on patch tokens (`protocols.segmentation`), a classification task to the run's
+    probe."""
+    if dataset.card.is_segmentation:
+        from ultrabench_eval.protocols.segmentation import run_segmentation_task
+
+        return run_segmentation_task(adapter, dataset, config, load_s, times)
+    return _run_task(adapter, dataset, pooling, config, load_s, times)
+
+
 def _run_task(
     adapter: Adapter,
     dataset: Dataset,
@@ -214,6 +267,9 @@ def _run_task(
     }
     times.add_stores(timings)
     budgets = config.budgets()
+    # a probe on patch tokens (attentive) reads them instead of the pooled vector
+    on_tokens = bool(getattr(PROBES.get(config.probe), "needs_tokens", False))
+    pooling = TOKENS if on_tokens else pooling
     digests = {b: inputs_digest(adapter, pooling, dataset, stores, config, b) for b in budgets}
     ids = {b: protocol_id(config.probe, b, options=config.probe_options) for b in budgets}
     expected = {b: Expected(ids[b], digests[b]) for b in budgets}
@@ -276,18 +332,36 @@ def split_features(
     """Every split's clean features at `pooling`, from the cache or extracted; each split's
     seconds, images and whether they came from the cache go into `timings` (`features_s`,
     `features_images`, `features_from_cache`), the device that computed it into
-    `extracted_on`. Also: whether every split came from the cache."""
-    features, cached = {}, True
+    `extracted_on`. Also: whether every split came from the cache. With `pooling` `TOKENS`
+    (a probe on patch tokens), every split's tokens [N, T, D] from the token cache (float16,
+    memory-mapped)."""
+    arrays, cached = {}, True
     for name in SPLITS:
-        found = cached_features(
-            adapter, card.name, name, stores[name], config.cache_root, batch_size=config.batch_size
-        )
+        if pooling == TOKENS:
+            found = cached_tokens(
+                adapter,
+                card.name,
+                name,
+                stores[name],
+                config.cache_root,
+                batch_size=config.batch_size,
+            )
+            arrays[name] = found.tokens
+        else:
+            found = cached_features(
+                adapter,
+                card.name,
+                name,
+                stores[name],
+                config.cache_root,
+                batch_size=config.batch_size,
+            )
+            arrays[name] = found.features[pooling]
         feature_timings(timings, name, found.seconds, len(stores[name]), found.from_cache)
         cached = cached and found.from_cache
-        features[name] = found.features[pooling]
         if extracted_on is not None:
             extracted_on.add(found.device or "unknown")
-    return features, cached
+    return arrays, cached
 
 
 def feature_timings(
@@ -312,10 +386,21 @@ def probe_device(probe: Probe) -> str:
 
 
 def inputs_digest(
-    adapter, pooling, dataset: Dataset, stores, config: BenchConfig, budget: fewshot.Budget
+    adapter,
+    pooling,
+    dataset: Dataset,
+    stores,
+    config: BenchConfig,
+    budget: fewshot.Budget,
+    *,
+    protocol: tuple[str, Mapping[str, Any]] | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> str:
     """Everything a record's scores depend on: model and features (their cache key: adapter
-    code, weights, pipeline code, precision, options), labels, protocol, the package's code."""
+    code, weights, pipeline code, precision, options), labels, protocol, the package's code.
+    `protocol`: (probe, options) when not the run's own (a segmentation task's dense probe);
+    `extra`: what else the scores depend on (a segmentation task's label masks)."""
+    probe, options = protocol or (config.probe, config.probe_options)
     payload = {
         "record_logic": RECORD_LOGIC_VERSION,
         "code": [ultrabench_eval.__version__, package_digest()],
@@ -326,7 +411,8 @@ def inputs_digest(
             name: [stores[name].content_hash, _labels_hash(split.ids, split.labels)]
             for name, split in dataset.splits.items()
         },
-        "protocol": [config.probe, config.probe_options, budget.label, config.seeds],
+        "protocol": [probe, dict(options), budget.label, config.seeds],
+        **({"extra": dict(extra)} if extra else {}),
     }
     return json_digest(payload)
 

@@ -46,7 +46,12 @@ from ultrabench_eval.protocols.bench import inputs_digest as bench_inputs_digest
 from ultrabench_eval.protocols.config import DEFAULT_REFERENCE, BenchConfig
 from ultrabench_eval.protocols.reuse import Expected, reusable_records
 from ultrabench_eval.results.build import SeedResult, build_record, run_stages
-from ultrabench_eval.results.record import ResultRecord, protocol_id, write_record
+from ultrabench_eval.results.record import (
+    ResultRecord,
+    metric_label,
+    protocol_id,
+    write_record,
+)
 
 FULL = Budget(fraction=1.0)  # the protocol trains on every clean training label
 SUMMARY_FILE = "robustness.md"
@@ -88,8 +93,8 @@ def run(config: RobustConfig, log: Callable[[str], None] = print) -> list[Result
                 how = "reused record" if reused else "written"
                 log(
                     f"{adapter.name:>16} | {dataset.card.name:<16} | "
-                    f"{record.protocol_id:<34} | macro-F1 {record.scores.text():>12}"
-                    f" | {how}"
+                    f"{record.protocol_id:<34} | {metric_label(record.scores.metric)} "
+                    f"{record.scores.text():>12} | {how}"
                 )
                 written.append(record)
     return written
@@ -106,6 +111,10 @@ def _run_task(
     """(record, reused) for the clean view then each corrupted one."""
     cfg = config.bench
     card = dataset.card
+    if card.is_segmentation:
+        from ultrabench_eval.protocols.segmentation import robust_segmentation_task
+
+        return robust_segmentation_task(adapter, dataset, cfg, views, load_s)
     size, interpolation = store_resize(adapter, cfg.image_size)
     started = time.perf_counter()
     stores = open_task_stores(

@@ -1,5 +1,6 @@
 """The few-shot view (`ubench fewshot`): per model and probe, a row per label budget, smallest
-first, tasks as columns."""
+first, tasks as columns. The scores are the records' metric: macro-F1 for classification,
+Dice (mean over the foreground classes) for segmentation; a table holds one metric."""
 
 from __future__ import annotations
 
@@ -12,17 +13,24 @@ from ultrabench_eval.report.renderers import cell_text
 from ultrabench_eval.report.tables import Cell
 from ultrabench_eval.results.record import ONE_FIT_NOTE, ResultRecord, Scores
 
+# how a heading names the scores, by `Scores.metric`
+_SCORE_TEXT = {
+    "macro_f1": "macro-F1 (x100)",
+    "dice": "Dice (x100, mean over the foreground classes)",
+}
+
 
 def render_fewshot(records: list[ResultRecord]) -> str:
     """One table per (model, probe with its options): a row per label budget, smallest first,
     tasks as columns."""
     if not records:
         return "no result records\n"
-    groups: dict[tuple[str, str], list[ResultRecord]] = defaultdict(list)
+    groups: dict[tuple[str, str, str | None], list[ResultRecord]] = defaultdict(list)
     for record in records:
-        groups[(record.model_name, record.probe_variant)].append(record)
+        key = (record.model_name, record.probe_variant, record.scores.metric)
+        groups[key].append(record)
     parts = []
-    for (model, probe), group in groups.items():
+    for (model, probe, metric), group in groups.items():
         tasks = sorted({r.task_name for r in group})
         rows: dict[Budget, dict[str, Scores]] = defaultdict(dict)
         for r in group:
@@ -39,8 +47,8 @@ def render_fewshot(records: list[ResultRecord]) -> str:
                 + [cell_text(Cell(mean))]
             )
         parts.append(
-            f"### {probe}, {model}: test macro-F1 (x100) by training labels, mean ± std over "
-            "seeds\n"
+            f"### {probe}, {model}: test {_SCORE_TEXT.get(metric or 'macro_f1', metric)} by "
+            "training labels, mean ± std over seeds\n"
         )
         parts.append(
             tabulate(

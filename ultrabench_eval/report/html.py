@@ -1,9 +1,11 @@
 """One static HTML page for a results folder: the leaderboard tables, the comparison with each
-published table that shares cells with us, every plot (inline SVG) and the run's metadata.
-It needs no server, no script and no file beside it: open it in any browser."""
+published table that shares cells with us, every plot (inline SVG), the segmentation samples
+(a PNG per task, inline as a data URI, from the overlay files beside the records) and the run's
+metadata. It needs no server, no script and no file beside it: open it in any browser."""
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from collections import defaultdict
@@ -32,6 +34,7 @@ _SECTIONS = (
     ("leaderboard", "Leaderboard"),
     ("published", "Published tables"),
     ("plots", "Plots"),
+    ("segmentation", "Segmentation"),
     ("metadata", "Run metadata"),
 )
 
@@ -44,6 +47,7 @@ def build(
         "leaderboard": _leaderboard(records),
         "published": _published(records, published_folder),
         "plots": _plots(records),
+        "segmentation": _segmentation(records, results_dir),
         "metadata": _metadata(records),
     }
     created = sorted(r.created for r in records if r.created)
@@ -89,6 +93,18 @@ def _plots(records: list[ResultRecord]) -> list[dict[str, Any]]:
         svg = plots.render(plot.figure, "svg").decode("utf-8")
         svg = svg[svg.index("<svg") :]  # drop the XML prolog and doctype: inline in HTML5
         parts.append({"name": plot.name, "title": plot.title, "svg": svg})
+    return parts
+
+
+def _segmentation(records: list[ResultRecord], results_dir: Path) -> list[dict[str, Any]]:
+    """Per segmentation task, its samples figure as a palette PNG in base64 (images of speckle
+    are far smaller as PNG than as SVG), inline so that the page stays one file."""
+    parts = []
+    for plot in plots.make_overlay_plots(records, results_dir):
+        png = plots.render(plot.figure, "png", palette=True)
+        parts.append(
+            {"name": plot.name, "title": plot.title, "png": base64.b64encode(png).decode("ascii")}
+        )
     return parts
 
 

@@ -1,5 +1,6 @@
 """Leaderboards, what `ubench bench` and `ubench leaderboard` print: models x tasks, test
-macro-F1 (x100) mean ± std over seeds, as the tables in the papers read. `tables` builds them
+macro-F1 (x100; Dice and mIoU for segmentation tasks) mean ± std over seeds, as the tables in
+the papers read. `tables` builds them
 from result records and `renderers` writes them in one of FORMATS (the few-shot view, a row per
 label budget, is `fewshot_table`).
 """

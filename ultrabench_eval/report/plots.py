@@ -1,11 +1,17 @@
 """Plots of result records (matplotlib, Agg canvas, PNG and SVG):
 
-- few-shot curves: test macro-F1 against the fraction of training labels (or K shots), one
+- few-shot curves: the test score against the fraction of training labels (or K shots), one
   panel per task, one line per model, the band is ± one std over seeds;
-- robustness curves: macro-F1 against corruption severity (0 = clean), one panel per
+- robustness curves: the score against corruption severity (0 = clean), one panel per
   corruption, a row per task, ± one std over seeds;
 - per-task bars: one group per task, one bar per model, whiskers = the record's 95 % bootstrap
-  interval.
+  interval;
+- segmentation samples (`make_overlay_plots`, from the overlay files beside the records): per
+  task, a row per model with a few test images, their true masks and the predicted ones.
+
+The score is the records' metric: macro-F1 for classification, Dice for segmentation. A figure
+shows one metric: records of both kinds under one protocol (not something the bench writes)
+get a figure each.
 
 Figures are made with `matplotlib.figure.Figure` and an Agg canvas, never pyplot, so no global
 backend is switched and nothing waits for a display. Output is reproducible: SVG ids come from
@@ -16,8 +22,11 @@ from __future__ import annotations
 
 import io
 import math
+import textwrap
+import zipfile
+import zlib
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,23 +34,46 @@ from typing import Any
 import matplotlib
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+from PIL import Image
 
 from ultrabench_eval.core import atomic
 from ultrabench_eval.core.naming import safe_name
-from ultrabench_eval.results.record import ResultRecord, Scores
+from ultrabench_eval.results.overlays import Overlay, overlay_path, read_overlay
+from ultrabench_eval.results.record import ResultRecord, Scores, metric_label
 
 FORMATS = ("png", "svg")
 _STYLE = {"svg.hashsalt": "ultrabench-eval", "svg.fonttype": "path", "font.size": 9}
 _PANEL = (3.4, 2.7)  # inches per panel
 _DPI = 120
+# segmentation samples: inches per image panel; how strongly a class colours its pixels; how
+# bright the image stays outside the scan (the probe is scored inside it only)
+_SAMPLE_PANEL = 1.05
+_MASK_ALPHA = 0.5
+_OUTSIDE_SCAN = 0.35
+_PALETTE_COLORS = 256
+# one colour per foreground class, in class order: bright hues that read on a gray scan
+_CLASS_COLORS = (
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#1f77b4",
+    "#9467bd",
+    "#e377c2",
+    "#17becf",
+    "#bcbd22",
+    "#8c564b",
+)
 
 
 @dataclass
 class Plot:
-    name: str  # file stem: fewshot-linear, robustness-linear, tasks-linear
+    name: str  # file stem: fewshot-linear, robustness-linear, tasks-linear, overlay-<task>
     title: str
     figure: Figure
+    raster: bool = False  # images rather than lines: smaller as PNG than as SVG
 
 
 def make_plots(records: list[ResultRecord]) -> list[Plot]:
@@ -52,45 +84,89 @@ def make_plots(records: list[ResultRecord]) -> list[Plot]:
     with matplotlib.rc_context(_STYLE):
         out = []
         for probe in sorted({r.probe for r in clean}):
-            mine = [r for r in clean if r.probe == probe]
-            out.extend(_fewshot_plots(probe, mine, colors))
+            for metric, mine, suffix in _by_metric(r for r in clean if r.probe == probe):
+                out.extend(_fewshot_plots(probe, mine, colors, metric, suffix))
         for base in sorted({r.base_protocol for r in corrupted}):
             mine = [r for r in corrupted if r.base_protocol == base]
-            reference = [r for r in clean if r.protocol_id == base]
-            out.append(_robustness_plot(base, mine, reference, colors))
+            for metric, group, suffix in _by_metric(mine):
+                reference = [
+                    r for r in clean if r.protocol_id == base and r.scores.metric == metric
+                ]
+                out.append(_robustness_plot(base, group, reference, colors, metric, suffix))
         full = sorted({r.protocol_id for r in clean if r.is_full_budget})
         for protocol in full:
-            out.append(
-                _task_bars(protocol, [r for r in clean if r.protocol_id == protocol], colors)
-            )
+            for metric, group, suffix in _by_metric(r for r in clean if r.protocol_id == protocol):
+                out.append(_task_bars(protocol, group, colors, metric, suffix))
     return out
 
 
-def write_plots(records: list[ResultRecord], out_dir: Path) -> list[Path]:
-    """Every plot as PNG and SVG under `out_dir`, each file written atomically."""
+def make_overlay_plots(records: list[ResultRecord], results_dir: Path) -> list[Plot]:
+    """Per segmentation task and full-label clean protocol (`dense`), a figure of the test
+    samples the bench keeps beside each record (`results.overlays`): a row per model, and per
+    image the image, its true mask and the mask the first seed's fit predicted. A model whose
+    overlay file is missing or unreadable has no row; a task with no row has no figure."""
+    chosen = [r for r in records if r.is_segmentation and r.is_clean and r.is_full_budget]
+    out = []
+    with matplotlib.rc_context(_STYLE):
+        for task, protocol in sorted({(r.task_name, r.protocol_id) for r in chosen}):
+            rows = []
+            for r in sorted(chosen, key=lambda r: r.model_name):
+                if r.task_name == task and r.protocol_id == protocol:
+                    overlay = _read_samples(overlay_path(results_dir, r.model_name, task, protocol))
+                    if overlay is not None:
+                        rows.append((r.model_name, overlay))
+            if rows:
+                probe = next(r.probe for r in chosen if r.protocol_id == protocol)
+                out.append(_overlay_plot(task, protocol, probe, rows))
+    return out
+
+
+def write_plots(
+    records: list[ResultRecord], out_dir: Path, results_dir: Path | None = None
+) -> list[Path]:
+    """Every plot as PNG and SVG under `out_dir`, each file written atomically; with
+    `results_dir` (where the records and their overlay files are), the segmentation samples
+    too, as PNG only (`overlay-<task>.png`: images, which SVG would only make larger)."""
     written = []
-    for plot in make_plots(records):
-        for fmt in FORMATS:
+    overlays = make_overlay_plots(records, results_dir) if results_dir is not None else []
+    for plot in make_plots(records) + overlays:
+        for fmt in ("png",) if plot.raster else FORMATS:
             path = Path(out_dir) / f"{plot.name}.{fmt}"
-            atomic.write_bytes(path, render(plot.figure, fmt))
+            atomic.write_bytes(path, render(plot.figure, fmt, palette=plot.raster))
             written.append(path)
     return written
 
 
-def render(figure: Figure, fmt: str) -> bytes:
-    """A figure as PNG or SVG bytes, reproducibly (no date, fixed SVG ids)."""
+def render(figure: Figure, fmt: str, palette: bool = False) -> bytes:
+    """A figure as PNG or SVG bytes, reproducibly (no date, fixed SVG ids). `palette`: a PNG
+    of at most 256 colours, a third to two thirds the size of a full-colour one for the
+    speckled images of a segmentation figure, with no visible loss at this resolution."""
     buffer = io.BytesIO()
     metadata = {"Date": None} if fmt == "svg" else {}
     with matplotlib.rc_context(_STYLE):
         figure.savefig(buffer, format=fmt, dpi=_DPI, metadata=metadata, bbox_inches="tight")
-    return buffer.getvalue()
+    if fmt != "png" or not palette:
+        return buffer.getvalue()
+    buffer.seek(0)
+    with Image.open(buffer) as full:
+        # median cut without dithering: deterministic, and flat areas stay flat (compress well)
+        reduced = full.convert("RGB").quantize(
+            colors=_PALETTE_COLORS, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE
+        )
+    out = io.BytesIO()
+    reduced.save(out, format="PNG", optimize=True)
+    return out.getvalue()
 
 
 # -- the plots ---------------------------------------------------------------------------------
 
 
 def _fewshot_plots(
-    probe: str, records: list[ResultRecord], colors: dict[str, Any]
+    probe: str,
+    records: list[ResultRecord],
+    colors: dict[str, Any],
+    metric: str | None,
+    suffix: str = "",
 ) -> Iterator[Plot]:
     """A figure over fractions and one over shots, when there are at least two budgets."""
     fractions = [r for r in records if r.budget.shots is None]
@@ -116,13 +192,13 @@ def _fewshot_plots(
             ax.minorticks_off()
             ax.set_title(task)
             ax.set_xlabel("% of training labels" if kind == "fraction" else "labels per class")
-            ax.set_ylabel("test macro-F1 (x100)")
+            ax.set_ylabel(_score_label(metric))
             ax.grid(alpha=0.3)
         _legend(figure, axes)
-        suffix = "" if kind == "fraction" else "-shots"
-        title = f"{probe}: few-shot, mean ± std over seeds"
-        figure.suptitle(title)
-        yield Plot(f"fewshot-{safe_name(probe)}{suffix}", title, figure)
+        shots_suffix = "" if kind == "fraction" else "-shots"
+        title = f"{probe}: few-shot {metric_label(metric)}, mean ± std over seeds"
+        _suptitle(figure, title)
+        yield Plot(f"fewshot-{safe_name(probe)}{suffix}{shots_suffix}", title, figure)
 
 
 def _robustness_plot(
@@ -130,6 +206,8 @@ def _robustness_plot(
     corrupted: list[ResultRecord],
     clean: list[ResultRecord],
     colors: dict[str, Any],
+    metric: str | None,
+    suffix: str = "",
 ) -> Plot:
     """Rows: tasks; columns: corruptions; x: severity, with the clean score at 0."""
     points: dict[tuple[str, str, str], dict[int, list[tuple[float, float]]]] = defaultdict(
@@ -169,15 +247,24 @@ def _robustness_plot(
             ax.set_title(corruption if len(tasks) == 1 else f"{task}: {corruption}")
             ax.set_xlabel("severity (0 = clean)")
             if j == 0:
-                ax.set_ylabel("test macro-F1 (x100)")
+                ax.set_ylabel(_score_label(metric))
             ax.grid(alpha=0.3)
     _legend(figure, [ax for row in grid for ax in row])
-    title = f"{base}: robustness, probe fitted on clean features, mean ± std over seeds"
-    figure.suptitle(title)
-    return Plot(f"robustness-{safe_name(base)}", title, figure)
+    title = (
+        f"{base}: robustness ({metric_label(metric)}), probe fitted on clean features, "
+        "mean ± std over seeds"
+    )
+    _suptitle(figure, title)
+    return Plot(f"robustness-{safe_name(base)}{suffix}", title, figure)
 
 
-def _task_bars(protocol: str, records: list[ResultRecord], colors: dict[str, Any]) -> Plot:
+def _task_bars(
+    protocol: str,
+    records: list[ResultRecord],
+    colors: dict[str, Any],
+    metric: str | None,
+    suffix: str = "",
+) -> Plot:
     tasks = sorted({r.task_name for r in records})
     models = sorted({r.model_name for r in records})
     by_cell: dict[tuple[str, str], Scores] = {
@@ -206,16 +293,140 @@ def _task_bars(protocol: str, records: list[ResultRecord], colors: dict[str, Any
             x, mean, yerr=[low, high], fmt="none", ecolor="black", elinewidth=0.8, capsize=2
         )
     ax.set_xticks(range(len(tasks)), tasks)
-    ax.set_ylabel("test macro-F1 (x100)")
+    ax.set_ylabel(_score_label(metric))
     ax.set_ylim(0, 100)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-    title = f"{protocol}: test macro-F1 per task, mean over seeds, 95 % bootstrap interval"
+    title = (
+        f"{protocol}: test {metric_label(metric)} per task, mean over seeds, "
+        "95 % bootstrap interval"
+    )
     ax.set_title(title)
-    return Plot(f"tasks-{safe_name(protocol)}", title, figure)
+    return Plot(f"tasks-{safe_name(protocol)}{suffix}", title, figure)
+
+
+def _overlay_plot(task: str, protocol: str, probe: str, rows: list[tuple[str, Overlay]]) -> Plot:
+    """A row per model; per sample image three panels: the image, the truth, the prediction."""
+    classes = rows[0][1].classes
+    colors = class_colors(len(classes))
+    samples = max(len(overlay.images) for _, overlay in rows)
+    figure = Figure(
+        figsize=(_SAMPLE_PANEL * 3 * samples, _SAMPLE_PANEL * len(rows) + 0.7),
+        layout="constrained",
+    )
+    FigureCanvasAgg(figure)
+    grid = figure.subplots(len(rows), 3 * samples, squeeze=False)
+    above: list[str] = []
+    for i, (model, overlay) in enumerate(rows):
+        names = [_sample_name(v) for v in overlay.ids]
+        for j in range(samples):
+            panels = grid[i][3 * j : 3 * j + 3]
+            if j >= len(overlay.images):
+                for ax in panels:
+                    ax.set_visible(False)
+                continue
+            image, valid = overlay.images[j], overlay.valid[j]
+            shown = (
+                np.repeat(image[..., None] / 255.0, 3, axis=-1),
+                mask_overlay(image, overlay.truth[j], valid, colors),
+                mask_overlay(image, overlay.prediction[j], valid, colors),
+            )
+            # a title names the sample where the row above showed another (or on the top row)
+            named = i == 0 or j >= len(above) or above[j] != names[j]
+            for ax, rgb, what in zip(panels, shown, (names[j], "truth", "prediction"), strict=True):
+                ax.imshow(rgb, interpolation="nearest")
+                ax.set_xticks([])
+                ax.set_yticks([])
+                for spine in ax.spines.values():
+                    spine.set_visible(False)
+                if named:
+                    ax.set_title(what, fontsize=7)
+        grid[i][0].set_ylabel(model)
+        above = names
+    handles = [Patch(color=colors[k], label=name) for k, name in enumerate(classes) if k in colors]
+    if handles:
+        figure.legend(
+            handles=handles, loc="outside lower center", ncols=len(handles), frameon=False
+        )
+    figure.suptitle(f"{task} ({protocol}): test samples, prediction of the first seed's fit")
+    title = (  # the caption
+        f"{task}, protocol {protocol}: the test images with the most true foreground, a row per "
+        "model; per image the image, its true mask and the mask that the first seed's fit of "
+        f"the {probe} probe predicted, a colour per class, outside the scan dimmed"
+    )
+    return Plot(f"overlay-{safe_name(task)}{_variant_suffix(protocol, probe)}", title, figure, True)
+
+
+def class_colors(n_classes: int) -> dict[int, tuple[float, float, float]]:
+    """{class index: RGB in [0, 1]} for the foreground classes (index 0, the background, has
+    none), the same in every figure of a task."""
+    return {k: to_rgb(_CLASS_COLORS[(k - 1) % len(_CLASS_COLORS)]) for k in range(1, n_classes)}
+
+
+def mask_overlay(
+    image: np.ndarray,
+    mask: np.ndarray,
+    valid: np.ndarray,
+    colors: dict[int, tuple[float, float, float]],
+) -> np.ndarray:
+    """The gray image as RGB in [0, 1] [H, W, 3] with each class's pixels blended with its
+    colour (the background left as it is) and everything outside the scan dimmed."""
+    rgb = np.repeat(image.astype(np.float64)[..., None] / 255.0, 3, axis=-1)
+    for k, color in colors.items():
+        where = mask == k
+        rgb[where] = (1.0 - _MASK_ALPHA) * rgb[where] + _MASK_ALPHA * np.asarray(color)
+    rgb[valid == 0] *= _OUTSIDE_SCAN
+    return rgb
 
 
 # -- helpers -----------------------------------------------------------------------------------
+
+
+def _by_metric(
+    records: Iterable[ResultRecord],
+) -> Iterator[tuple[str | None, list[ResultRecord], str]]:
+    """(metric, its records, file-name suffix) per metric among `records`: the suffix is empty
+    when they share one metric (always, as the bench writes them: a protocol's probe is either
+    a classifier or the dense probe), else `-<metric>` so that each figure keeps one y-axis."""
+    groups: dict[str | None, list[ResultRecord]] = defaultdict(list)
+    for r in records:
+        groups[r.scores.metric].append(r)
+    for metric in sorted(groups, key=lambda m: m or ""):
+        suffix = f"-{safe_name(metric or 'none')}" if len(groups) > 1 else ""
+        yield metric, groups[metric], suffix
+
+
+def _score_label(metric: str | None) -> str:
+    return f"test {metric_label(metric)} (x100)"
+
+
+def _variant_suffix(protocol: str, probe: str) -> str:
+    """`""` for the probe's default protocol (`dense`), else `-<protocol>` (`dense+epochs=5`)."""
+    return "" if protocol == probe else f"-{safe_name(protocol)}"
+
+
+def _sample_name(image_id: str) -> str:
+    """A sample's short name for a panel title: the file name without folder or suffix."""
+    stem = Path(image_id).stem or image_id
+    return stem if len(stem) <= 18 else f"…{stem[-17:]}"
+
+
+def _read_samples(path: Path) -> Overlay | None:
+    """The overlay file's samples when they can be drawn, else None (no row for that model): a
+    missing or damaged file, or arrays whose shapes disagree."""
+    if not path.is_file():
+        return None
+    try:
+        overlay = read_overlay(path)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error):
+        return None  # a truncated or corrupted archive: the figure goes on without it
+    if overlay is None:
+        return None
+    arrays = (overlay.images, overlay.truth, overlay.prediction, overlay.valid)
+    shape = overlay.images.shape
+    if len(shape) != 3 or shape[0] == 0 or any(a.shape != shape for a in arrays):
+        return None
+    return overlay
 
 
 def _model_colors(records: list[ResultRecord]) -> dict[str, Any]:
@@ -236,6 +447,13 @@ def _grid(panels: int) -> tuple[Figure, list[Any]]:
     return figure, axes[:panels]
 
 
+def _suptitle(figure: Figure, title: str) -> None:
+    """The figure's title, wrapped to the panels' width so that it leaves the legend (at the
+    upper right, outside the panels) uncovered."""
+    width = figure.get_size_inches()[0]
+    figure.suptitle(textwrap.fill(title, width=max(36, int(width * 12))))
+
+
 def _legend(figure: Figure, axes: list[Any]) -> None:
     """One legend for the figure, with every model that any panel shows."""
     seen: dict[str, Any] = {}
@@ -245,4 +463,4 @@ def _legend(figure: Figure, axes: list[Any]) -> None:
     if seen:
         labels = sorted(seen)
         handles = [seen[label] for label in labels]
-        figure.legend(handles, labels, loc="outside right upper", frameon=False)
+        figure.legend(handles, labels, loc="outside right center", frameon=False)

@@ -17,10 +17,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ultrabench_eval.results import robustness, stats
-from ultrabench_eval.results.record import ONE_FIT_NOTE, ResultRecord, Scores
+from ultrabench_eval.results.record import ONE_FIT_NOTE, ResultRecord, Scores, metric_label
 
 ALPHA = 0.05  # a model is "not significantly worse" when the paired test gives p >= ALPHA
 SCORE_HEADING = "test macro-F1 (x100), mean ± std over seeds"
+SEGMENTATION_HEADING = (
+    "test Dice (mean over foreground classes) and mIoU (mean over classes, background "
+    "included), x100, mean ± std over seeds, inside the scan mask"
+)
 DAGGER_NOTE = (
     "bold: best in its column; † not significantly worse than the best (paired bootstrap over "
     f"the same test images, {stats.DRAWS} draws, p ≥ {ALPHA:g})"
@@ -100,34 +104,89 @@ def score_table(protocol_id: str, records: list[ResultRecord]) -> Table:
     }
     best_mean = max(means.values(), default=None)
     best_rank = min(ranks.values())
+    segmentation = any(r.is_segmentation for r in records)
+    best_miou = {task: _best_secondary(by_model, task, "miou") for task in tasks}
     rows = []
     for model, cells in by_model.items():
         row = []
         for task in tasks:
             record = cells.get(task)
             if record is None:
-                row.append(Cell(None))
+                row.extend([Cell(None)] * (2 if segmentation else 1))
                 continue
             best, not_worse = marks[task].get(model, (False, False))
             row.append(Cell.of(record.scores, best, not_worse))
+            if segmentation:
+                row.append(_secondary_cell(record, "miou", best_miou[task]))
         mean = means.get(model)
         row.append(Cell(mean, None, "score", mean is not None and _close(mean, best_mean)))
         row.append(Cell(ranks[model], None, "rank", _close(ranks[model], best_rank)))
         rows.append((model, row))
     rows.sort(key=lambda item: (-(means.get(item[0], -np.inf)), item[0]))
+    headline = "Dice" if segmentation else "score"
     notes = [
         DAGGER_NOTE,
-        "mean: over the tasks, for models that have them all; mean rank: over the tasks each "
-        "model has (1 = best)",
+        f"mean: of the {headline} over the tasks, for models that have them all; mean rank: by "
+        f"{headline}, over the tasks each model has (1 = best)",
         *one_fit_notes(rows),
     ]
+    if segmentation:
+        notes.append(_chance_note(tasks, by_model))
+    columns = [f"{t} {m}" for t in tasks for m in ("Dice", "mIoU")] if segmentation else tasks
+    heading = SEGMENTATION_HEADING if segmentation else SCORE_HEADING
     return Table(
         name=protocol_id,
-        title=f"{protocol_id}: {records[0].budget.description}, {SCORE_HEADING}",
-        columns=[*tasks, "mean", "mean rank"],
+        title=f"{protocol_id}: {records[0].budget.description}, {heading}",
+        columns=[*columns, "mean", "mean rank"],
         rows=rows,
         notes=notes,
     )
+
+
+def chance_dice(record: ResultRecord) -> float | None:
+    """The Dice (x100) of a guess drawn at random with each class's test frequency: a class's
+    expected Dice is then its frequency, so this is the mean foreground frequency inside the
+    scan masks. From a record's per-image counts (true pixels = tp + fn); None without them."""
+    if not record.has_counts:
+        return None
+    counts = np.asarray(record.test.counts_per_seed[0], dtype=np.float64)  # [N, K, 3]
+    truth = counts[..., 0].sum(axis=0) + counts[..., 2].sum(axis=0)
+    return float(100.0 * np.mean(truth[1:] / truth.sum()))
+
+
+def _chance_note(tasks: list[str], by_model: dict[str, dict[str, ResultRecord]]) -> str:
+    chance = {}
+    for task in tasks:
+        values = [chance_dice(cells[task]) for cells in by_model.values() if task in cells]
+        known = [v for v in values if v is not None]
+        if known:
+            chance[task] = known[0]
+    shown = ", ".join(f"{task} {value:.1f}" for task, value in chance.items()) or "unknown"
+    return (
+        "chance: the Dice of a random guess at each class's test pixel frequency "
+        f"(the mean foreground frequency): {shown}"
+    )
+
+
+def _best_secondary(
+    by_model: dict[str, dict[str, ResultRecord]], task: str, name: str
+) -> float | None:
+    values = [
+        score["mean"]
+        for cells in by_model.values()
+        if task in cells and (score := cells[task].secondary_score(name)) is not None
+    ]
+    return max(values, default=None)
+
+
+def _secondary_cell(record: ResultRecord, name: str, best: float | None) -> Cell:
+    """A secondary score's cell (mIoU): its mean, its std unless one fit; bold when best."""
+    score = record.secondary_score(name)
+    if score is None:
+        return Cell(None)
+    fits = record.scores.fit_count
+    std = None if fits == 1 else score.get("std")
+    return Cell(score["mean"], std, "score", _close(score["mean"], best), False, fits)
 
 
 def _column_marks(
@@ -150,7 +209,7 @@ def _column_marks(
 
 
 def robustness_table(base: str, corrupted: list[ResultRecord], clean: list[ResultRecord]) -> Table:
-    """Per model: mean macro-F1 per corruption (over severities and tasks), the clean score,
+    """Per model: mean score per corruption (over severities and tasks), the clean score,
     the mean over every corrupted view and the relative drop from clean, all over the tasks
     where the model has both clean and corrupted records."""
     cells = robustness.summarise_cells([*clean, *corrupted])
@@ -194,12 +253,18 @@ def robustness_table(base: str, corrupted: list[ResultRecord], clean: list[Resul
         notes.append(f"no clean '{base}' record to compare with for: {', '.join(missing)}")
     return Table(
         name=f"{base} robustness",
-        title=f"{base} robustness: test macro-F1 (x100) on corrupted test images, probe fitted "
-        "on clean features",
+        title=f"{base} robustness: test {metric_label(_metric(corrupted))} (x100) on corrupted "
+        "test images, probe fitted on clean features",
         columns=columns,
         rows=rows,
         notes=notes,
     )
+
+
+def _metric(records: list[ResultRecord]) -> str | None:
+    """The records' metric (`macro_f1` or `dice`); None when they mix both."""
+    metrics = {r.scores.metric or "macro_f1" for r in records}
+    return metrics.pop() if len(metrics) == 1 else None
 
 
 def _or_lowest(value: float | None) -> float:

@@ -23,7 +23,6 @@ from ultrabench_eval.features.cache_identity import (
 from ultrabench_eval.features.extract import versions
 from ultrabench_eval.features.feature_cache import ids_hash
 from ultrabench_eval.models.adapter import Adapter
-from ultrabench_eval.probes.base import ProbeResult
 from ultrabench_eval.probes.fewshot import Budget
 from ultrabench_eval.results import stats
 from ultrabench_eval.results.record import (
@@ -45,7 +44,7 @@ class SeedResult(NamedTuple):
 
     seed: int
     train_size: int
-    result: ProbeResult
+    result: Any  # a ProbeResult, or a dense probe's SegmentationProbeResult
 
 
 def build_record(
@@ -74,9 +73,10 @@ def build_record(
     started = time.perf_counter()
     card = dataset.card
     test = dataset.splits["test"]
-    scores = np.array([s.result.test_macro_f1 for s in per_seed], dtype=np.float64)
-    predictions = np.stack([s.result.test_pred for s in per_seed])
-    interval = stats.bootstrap_ci(test.labels, predictions, card.num_classes, seed=0)
+    if is_segmentation_result(per_seed[0].result):
+        scores, test_part = _segmentation_scores(card.classes, test.ids, per_seed)
+    else:
+        scores, test_part = _classification_scores(card.num_classes, test, per_seed)
     # this record's own cost (its bootstrap interval, mostly), beside the stages it shares
     timings = {**timings, "record_s": round(time.perf_counter() - started, 3)}
     record = ResultRecord(
@@ -110,24 +110,8 @@ def build_record(
             corruption=None if view is None else _corruption(view),
             seeds_requested=len(per_seed) if seeds_requested is None else seeds_requested,
         ),
-        scores=Scores(
-            metric="macro_f1",
-            per_seed=[round(float(s), 6) for s in scores],
-            mean=float(scores.mean()),
-            # sample standard deviation over the fits (ddof=1); 0 for one fit, which the tables
-            # show as one fit, not as a spread
-            std=float(scores.std(ddof=1)) if len(scores) > 1 else 0.0,
-            fits=len(per_seed),
-            val_per_seed=[round(float(s.result.val_macro_f1), 6) for s in per_seed],
-            # bootstrap over test images of the seed-mean score (ultrabench_eval.results.stats)
-            ci95=[round(interval.low, 4), round(interval.high, 4)],
-            bootstrap_draws=interval.draws,
-        ),
-        test=TestPart(
-            ids_sha256=ids_hash(test.ids),
-            labels=test.labels.tolist(),
-            predictions_per_seed=predictions.tolist(),
-        ),
+        scores=scores,
+        test=test_part,
         hyperparameters_per_seed=[s.result.params for s in per_seed],
         train_size_per_seed=[s.train_size for s in per_seed],
         timings=timings,
@@ -140,6 +124,88 @@ def build_record(
     # probe settings and versions come as tuples and str subclasses: normalised once here, so
     # the record a run returns equals the one read from its file
     return ResultRecord.from_dict(json.loads(json.dumps(record.to_dict())))
+
+
+def is_segmentation_result(result: Any) -> bool:
+    """A dense probe's result (per-image confusion counts) rather than a classifier's."""
+    return hasattr(result, "test_counts")
+
+
+def _spread(values: np.ndarray) -> float:
+    # sample standard deviation over the fits (ddof=1); 0 for one fit, which the tables show
+    # as one fit, not as a spread
+    return float(values.std(ddof=1)) if len(values) > 1 else 0.0
+
+
+def _classification_scores(
+    n_classes: int, test: Any, per_seed: list[SeedResult]
+) -> tuple[Scores, TestPart]:
+    scores = np.array([s.result.test_macro_f1 for s in per_seed], dtype=np.float64)
+    predictions = np.stack([s.result.test_pred for s in per_seed])
+    interval = stats.bootstrap_ci(test.labels, predictions, n_classes, seed=0)
+    return (
+        Scores(
+            metric="macro_f1",
+            per_seed=[round(float(s), 6) for s in scores],
+            mean=float(scores.mean()),
+            std=_spread(scores),
+            fits=len(per_seed),
+            val_per_seed=[round(float(s.result.val_macro_f1), 6) for s in per_seed],
+            # bootstrap over test images of the seed-mean score (ultrabench_eval.results.stats)
+            ci95=[round(interval.low, 4), round(interval.high, 4)],
+            bootstrap_draws=interval.draws,
+        ),
+        TestPart(
+            ids_sha256=ids_hash(test.ids),
+            labels=test.labels.tolist(),
+            predictions_per_seed=predictions.tolist(),
+        ),
+    )
+
+
+def _segmentation_scores(
+    classes: tuple[str, ...], test_ids: list[str], per_seed: list[SeedResult]
+) -> tuple[Scores, TestPart]:
+    """Dice (the headline: mean over foreground classes) and mean IoU, each mean and std over
+    the fits, Dice per class, and the per-image counts the paired statistics need."""
+    dice = np.array([s.result.test_dice for s in per_seed], dtype=np.float64)
+    miou = np.array([s.result.test_miou for s in per_seed], dtype=np.float64)
+    per_class = np.array([s.result.test_dice_per_class for s in per_seed], dtype=np.float64)
+    counts = np.stack([np.asarray(s.result.test_counts, dtype=np.int64) for s in per_seed])
+    interval = stats.dice_bootstrap_ci(counts, seed=0)
+    with np.errstate(all="ignore"):
+        class_means = [float(np.nanmean(c)) if not np.isnan(c).all() else None for c in per_class.T]
+    return (
+        Scores(
+            metric="dice",
+            per_seed=[round(float(s), 6) for s in dice],
+            mean=float(dice.mean()),
+            std=_spread(dice),
+            fits=len(per_seed),
+            val_per_seed=[round(float(s.result.val_dice), 6) for s in per_seed],
+            ci95=[round(interval.low, 4), round(interval.high, 4)],
+            bootstrap_draws=interval.draws,
+            secondary={
+                "miou": {
+                    "mean": float(miou.mean()),
+                    "std": _spread(miou),
+                    "per_seed": [round(float(v), 6) for v in miou],
+                    "val_per_seed": [round(float(s.result.val_miou), 6) for s in per_seed],
+                },
+                "dice_per_class": {
+                    name: round(value, 6)
+                    for name, value in zip(classes[1:], class_means, strict=True)
+                    if value is not None
+                },
+            },
+        ),
+        TestPart(
+            ids_sha256=ids_hash(test_ids),
+            labels=None,
+            predictions_per_seed=None,
+            counts_per_seed=counts.tolist(),
+        ),
+    )
 
 
 def run_stages(adapter: Adapter, extracted_on: set[str], probe_device: str) -> dict[str, Any]:

@@ -27,6 +27,15 @@ from ultrabench_eval.probes.options import NUMBER_NEUTRAL_OPTIONS
 
 SCHEMA = "ultrabench-eval/result/1"
 CLEAN = "clean"
+# How tables, plots and messages name a record's headline score (`Scores.metric`).
+METRIC_NAMES = {"macro_f1": "macro-F1", "dice": "Dice"}
+
+
+def metric_label(metric: str | None) -> str:
+    """`macro-F1` or `Dice` (an older record without a metric is macro-F1)."""
+    return METRIC_NAMES.get(metric or "macro_f1", metric or "macro-F1")
+
+
 # `<corruption>-s<severity>[-seed<n>]`, the name `views.View` gives a corrupted view
 _VIEW_NAME = re.compile(r"^(?P<corruption>.+)-s(?P<severity>\d+)(?:-seed\d+)?$")
 
@@ -95,6 +104,9 @@ class Scores:
     bootstrap_draws: int | None = None
     # how many distinct fits the scores come from; None in older records: one per score
     fits: int | None = None
+    # scores beside the headline one, by name: for segmentation `miou` ({mean, std, per_seed,
+    # val_per_seed}) and `dice_per_class` ({class: mean Dice over the fits})
+    secondary: dict[str, Any] | None = None
 
     @property
     def fit_count(self) -> int | None:
@@ -143,6 +155,9 @@ class TestPart:
     ids_sha256: str | None
     labels: list[int] | None
     predictions_per_seed: list[list[int]] | None
+    # segmentation: per distinct fit, per test image, per class: [tp, fp, fn] pixel counts
+    # inside the scan mask (what Dice, IoU and their bootstrap need; the masks are not kept)
+    counts_per_seed: list[list[list[list[int]]]] | None = None
 
 
 @dataclass(frozen=True)
@@ -233,6 +248,20 @@ class ResultRecord:
         return bool(self.test and self.test.predictions_per_seed and self.test.labels)
 
     @property
+    def has_counts(self) -> bool:
+        """Per-image confusion counts of a segmentation record (its paired statistics)."""
+        return bool(self.test and self.test.counts_per_seed)
+
+    @property
+    def is_segmentation(self) -> bool:
+        return self.scores.metric == "dice"
+
+    def secondary_score(self, name: str) -> dict[str, Any] | None:
+        """A secondary score (`miou`) as {mean, std, per_seed, ...}, or None."""
+        value = (self.scores.secondary or {}).get(name)
+        return value if isinstance(value, dict) else None
+
+    @property
     def seed_count(self) -> int:
         """Seeds the run asked for (several may share one fit, see `fit_count`); in an older
         record, the seeds listed by the protocol, else the per-seed scores."""
@@ -308,6 +337,7 @@ class ResultRecord:
                 "val_per_seed": s.val_per_seed,
                 "ci95": s.ci95,
                 "bootstrap_draws": s.bootstrap_draws,
+                **({"secondary": s.secondary} if s.secondary is not None else {}),
             },
             "test": None
             if t is None
@@ -315,6 +345,7 @@ class ResultRecord:
                 "ids_sha256": t.ids_sha256,
                 "labels": t.labels,
                 "predictions_per_seed": t.predictions_per_seed,
+                **({"counts_per_seed": t.counts_per_seed} if t.counts_per_seed else {}),
             },
             "hyperparameters": None if hyperparameters is None else {"per_seed": hyperparameters},
             "train_size_per_seed": self.train_size_per_seed,
@@ -388,11 +419,13 @@ class _Parser:
                 ci95=self.numbers(scores, "ci95"),
                 bootstrap_draws=self.optional(scores, "bootstrap_draws", int),
                 fits=self.count(scores, "fits"),
+                secondary=self.secondary(scores),
             ),
             test=TestPart(
                 ids_sha256=self.optional(test, "ids_sha256", str),
                 labels=self.optional(test, "labels", list),
                 predictions_per_seed=self.optional(test, "predictions_per_seed", list),
+                counts_per_seed=self.optional(test, "counts_per_seed", list),
             )
             if test
             else None,
@@ -471,6 +504,19 @@ class _Parser:
         if value is not None and value < 1:
             raise self.fail(f"'{key}' should be at least 1, not {value}")
         return value
+
+    def secondary(self, scores: dict[str, Any]) -> dict[str, Any] | None:
+        """The secondary scores: each a {mean, std, per_seed...} object, or per-class means."""
+        secondary = self.optional(scores, "secondary", dict)
+        for name, value in (secondary or {}).items():
+            if not isinstance(value, dict):
+                raise self.fail(f"'scores.secondary.{name}' should be an object")
+            for key, number in value.items():
+                if isinstance(number, list):
+                    self.numbers(value, key)
+                else:
+                    self._checked(number, f"secondary.{name}.{key}", (int, float))
+        return secondary
 
     def numbers(self, data: dict[str, Any] | None, key: str) -> list[float] | None:
         """An optional list of finite numbers (per-seed scores, an interval)."""

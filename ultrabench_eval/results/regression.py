@@ -1,11 +1,13 @@
 """Regression check: current result records against a stored baseline.
 
-A baseline is a JSON file with one cell per model x task x protocol: the mean and std of test
-macro-F1 (x100) and the setup that makes two cells comparable (seeds, split sizes, image store,
-probe options). `ubench check` fails (exit 1) when a cell dropped by more than the tolerance
-(points of macro-F1, or k baseline std), when a baseline cell has no record any more, or when a
-cell's setup differs from the baseline's (the scores would not be comparable). Cells that got
-better, or that the baseline does not have, are reported and do not fail.
+A baseline is a JSON file with one cell per model x task x protocol: the mean and std of the
+test score (x100: macro-F1 for classification, Dice for segmentation; the cell's `metric`,
+absent from older baselines, which hold macro-F1 only) and the setup that makes two cells
+comparable (seeds, split sizes, image store, probe options). `ubench check` fails (exit 1) when
+a cell dropped by more than the tolerance (points of the cell's score, or k baseline std), when
+a baseline cell has no record any more, or when a cell's setup differs from the baseline's (the
+scores would not be comparable). Cells that got better, or that the baseline does not have, are
+reported and do not fail.
 
 A cell's `seeds` are the seeds asked for; `fits` (absent from older baselines: one per score)
 how many distinct probe fits they made. A probe that ignores the seed fits once at all labels,
@@ -24,10 +26,10 @@ from tabulate import tabulate
 
 from ultrabench_eval.core import atomic
 from ultrabench_eval.core.errors import UserError
-from ultrabench_eval.results.record import ResultRecord
+from ultrabench_eval.results.record import ResultRecord, metric_label
 
 SCHEMA = "ultrabench-eval/baseline/1"
-DEFAULT_TOLERANCE = 1.0  # points of macro-F1 (x100)
+DEFAULT_TOLERANCE = 1.0  # points of the score (x100)
 _EPS = 1e-9  # a drop exactly at the tolerance passes, whatever the float rounding
 
 
@@ -41,6 +43,7 @@ def cell_of(record: ResultRecord) -> dict[str, Any]:
         "model": record.model_name,
         "task": record.task_name,
         "protocol": record.protocol_id,
+        "metric": record.scores.metric,
         "mean": record.scores.mean,
         "std": record.scores.std,
         "fits": record.fit_count,
@@ -117,6 +120,8 @@ def _cell_problem(cell: Any) -> str:
         if not is_finite_number(cell.get(key)):
             # NaN compares False with everything: a NaN mean could never count as a drop
             return f"'{key}' must be a finite number, got {_shown(cell.get(key))}"
+    if cell.get("metric") is not None and not isinstance(cell["metric"], str):
+        return f"'metric' must be text, got {_shown(cell['metric'])}"
     if cell.get("setup") is not None and not isinstance(cell["setup"], dict):
         return f"'setup' must be an object, got {_shown(cell['setup'])}"
     return ""
@@ -142,6 +147,7 @@ class CellCheck:
     allowed_drop: float
     status: str  # "ok", "improved", "dropped", "missing", "setup differs"
     detail: str = ""
+    metric: str | None = "macro_f1"  # what the scores are (`Scores.metric`)
 
     @property
     def change(self) -> float | None:
@@ -175,8 +181,12 @@ def check(
         key = cell_key(cell)
         allowed = tolerance if tolerance is not None else tolerance_std * float(cell["std"])
         now = current.get(key)
+        # an older baseline names no metric: the record does, else it is macro-F1
+        metric = cell.get("metric") or (now or {}).get("metric") or "macro_f1"
         if now is None:
-            out.append(CellCheck(*key, cell["mean"], cell["std"], None, allowed, "missing"))
+            out.append(
+                CellCheck(*key, cell["mean"], cell["std"], None, allowed, "missing", "", metric)
+            )
             continue
         detail = _setup_difference(cell.get("setup"), now["setup"])
         drop = float(cell["mean"]) - float(now["mean"])
@@ -192,7 +202,9 @@ def check(
             status = "improved"
         else:
             status = "ok"
-        out.append(CellCheck(*key, cell["mean"], cell["std"], now["mean"], allowed, status, detail))
+        out.append(
+            CellCheck(*key, cell["mean"], cell["std"], now["mean"], allowed, status, detail, metric)
+        )
     known = {cell_key(c) for c in baseline["cells"]}
     return out, sorted(set(current) - known)
 
@@ -206,11 +218,30 @@ def single_fit(cell: dict[str, Any]) -> bool:
     return isinstance(per_seed, list) and len(per_seed) == 1
 
 
-def describe_tolerance(tolerance: float | None, tolerance_std: float | None) -> str:
+def describe_tolerance(
+    tolerance: float | None,
+    tolerance_std: float | None,
+    checks: list[CellCheck] | None = None,
+) -> str:
+    """The check's rule in words: `allowed drop 1.00 points of Dice`, naming the score of the
+    checked cells (`metric_name`; macro-F1 without `checks`)."""
     if tolerance_std is not None:
         return f"allowed drop {tolerance_std:g} x the baseline std"
     points = DEFAULT_TOLERANCE if tolerance is None else tolerance
-    return f"allowed drop {points:.2f} points of macro-F1"
+    return f"allowed drop {points:.2f} points of {metric_name(checks or [])}"
+
+
+def metric_name(checks: list[CellCheck]) -> str:
+    """The score the cells hold: `macro-F1`, `Dice`, or `macro-F1 or Dice` for a baseline of
+    both kinds of task (macro-F1 when there is no cell)."""
+    names = sorted({_metric_text(c.metric) for c in checks}, key=str.lower)
+    return " or ".join(names) or _metric_text(None)
+
+
+def _metric_text(metric: str | None) -> str:
+    """A `Scores.metric` as people write it (`dice` -> `Dice`); a record without one is an
+    older classification record: macro-F1."""
+    return metric_label(metric)
 
 
 def _setup_difference(then: dict[str, Any] | None, now: dict[str, Any]) -> str:
@@ -221,8 +252,10 @@ def _setup_difference(then: dict[str, Any] | None, now: dict[str, Any]) -> str:
 
 
 def report(checks: list[CellCheck], new: list[tuple[str, str, str]], how: str) -> str:
-    """The check's table, failures first, and a one-line summary."""
+    """The check's table, failures first, and a one-line summary; a metric column when the
+    baseline holds scores of both kinds (macro-F1 and Dice)."""
     order = {"dropped": 0, "missing": 1, "setup differs": 2, "improved": 3, "ok": 4}
+    mixed = len({_metric_text(c.metric) for c in checks}) > 1
     body = []
     for c in sorted(checks, key=lambda c: (order[c.status], c.model, c.task, c.protocol)):
         body.append(
@@ -231,6 +264,7 @@ def report(checks: list[CellCheck], new: list[tuple[str, str, str]], how: str) -
                 c.model,
                 c.task,
                 c.protocol,
+                *([_metric_text(c.metric)] if mixed else []),
                 f"{c.baseline:.2f}",
                 "–" if c.current is None else f"{c.current:.2f}",
                 "–" if c.change is None else f"{c.change:+.2f}",
@@ -243,6 +277,7 @@ def report(checks: list[CellCheck], new: list[tuple[str, str, str]], how: str) -
         "model",
         "task",
         "protocol",
+        *(["metric"] if mixed else []),
         "baseline",
         "now",
         "change",

@@ -1,11 +1,12 @@
 """Robustness scores from result records: one computation behind the `ubench robust` table and
 the leaderboard's robustness table.
 
-Per model and task, from the clean record of a protocol and its corrupted views:
+Per model and task, from the clean record of a protocol and its corrupted views, on the
+records' score (macro-F1 for classification, Dice for segmentation; `Summary.metric`):
 
-- per corruption, the mean macro-F1 over its severities;
+- per corruption, the mean score over its severities;
 - the mean over every corrupted view and its relative drop from clean, in %;
-- the corruption error CE_c = sum_s E(c, s) / sum_s E_ref(c, s) x 100, E = 100 - macro-F1, the
+- the corruption error CE_c = sum_s E(c, s) / sum_s E_ref(c, s) x 100, E = 100 - score, the
   error relative to a reference model (`ubench robust --reference`, `pixels` by default), and
   its mean over corruptions mCE, as ImageNet-C's (Hendrycks & Dietterich, 2019). 100: as robust
   as the reference; lower is better.
@@ -23,7 +24,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ultrabench_eval.results.record import ResultRecord
+from ultrabench_eval.results.record import ResultRecord, Scores
+
+MIXED = "mixed"  # an average over tasks scored by different metrics
 
 
 @dataclass
@@ -31,13 +34,14 @@ class Summary:
     """One model on one task."""
 
     clean: float
-    per_corruption: dict[str, float]  # mean macro-F1 over severities
-    per_view: dict[str, float]  # view label -> macro-F1 (seed mean)
+    per_corruption: dict[str, float]  # mean score over severities
+    per_view: dict[str, float]  # view label -> score (seed mean)
     mean_corrupted: float
     relative_drop: float | None  # % of the clean score lost
     corruption_error: dict[str, float | None] = field(default_factory=dict)  # CE per corruption
     mce: float | None = None
     view_corruption: dict[str, str] = field(default_factory=dict, repr=False)
+    metric: str | None = "macro_f1"  # the clean record's `Scores.metric`
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,8 @@ class AcrossTasks:
     clean: float
     mean_corrupted: float
     relative_drop: float | None
+    # the tasks' metric; "mixed" when classification and segmentation tasks are averaged
+    metric: str | None = "macro_f1"
 
 
 def summarise_cells(records: Iterable[ResultRecord]) -> dict[tuple[str, str], Summary]:
@@ -55,10 +61,8 @@ def summarise_cells(records: Iterable[ResultRecord]) -> dict[tuple[str, str], Su
     corrupted views), in the order the records first name each (task, model). A corrupted
     record without the clean record of its protocol is left out."""
     records = list(records)
-    clean = {
-        (r.task_name, r.model_name, r.protocol_id): r.scores.mean for r in records if r.is_clean
-    }
-    clean_score: dict[tuple[str, str], float] = {}
+    clean = {(r.task_name, r.model_name, r.protocol_id): r.scores for r in records if r.is_clean}
+    clean_score: dict[tuple[str, str], Scores] = {}
     scores: dict[tuple[str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     views: dict[tuple[str, str], dict[str, tuple[str, float]]] = defaultdict(dict)
     for record in records:
@@ -72,7 +76,7 @@ def summarise_cells(records: Iterable[ResultRecord]) -> dict[tuple[str, str], Su
         views[key][record.view] = (corruption, record.scores.mean)
     out = {}
     for key, by_corruption in scores.items():
-        base = clean_score[key]
+        base = clean_score[key].mean
         mean_corrupted = float(np.mean([s for group in by_corruption.values() for s in group]))
         out[key] = Summary(
             clean=base,
@@ -81,6 +85,7 @@ def summarise_cells(records: Iterable[ResultRecord]) -> dict[tuple[str, str], Su
             mean_corrupted=mean_corrupted,
             relative_drop=100.0 * (base - mean_corrupted) / base if base > 0 else None,
             view_corruption={label: c for label, (c, _) in views[key].items()},
+            metric=clean_score[key].metric,
         )
     return out
 
@@ -137,10 +142,12 @@ def across_tasks(cells: dict[tuple[str, str], Summary]) -> dict[str, AcrossTasks
             for c in corruptions
             if any(c in s.per_corruption for s in summaries)
         }
+        metrics = {s.metric for s in summaries}
         out[model] = AcrossTasks(
             per_corruption=per_corruption,
             clean=clean,
             mean_corrupted=corrupted,
             relative_drop=100.0 * (clean - corrupted) / clean if clean > 0 else None,
+            metric=metrics.pop() if len(metrics) == 1 else MIXED,
         )
     return out

@@ -1,5 +1,6 @@
-"""Statistics on test macro-F1: bootstrap confidence intervals, paired comparisons between two
-models on the same test images (from two result records), and aggregates across tasks.
+"""Statistics on test macro-F1 (and, for segmentation, Dice): bootstrap confidence intervals,
+paired comparisons between two models on the same test images (from two result records), and
+aggregates across tasks.
 
 Both bootstraps resample test images (with replacement) and score every seed's predictions on
 each resample, so a score is the mean over seeds, as in the leaderboard. A record lists one
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ultrabench_eval.probes.metrics import weighted_macro_f1
+from ultrabench_eval.probes.segmentation_metrics import segmentation_scores
 from ultrabench_eval.results.record import ResultRecord
 
 DRAWS = 1000
@@ -98,6 +100,51 @@ def paired_bootstrap(
     )
 
 
+def _seed_mean_dice(counts: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Seed-mean Dice (x100) per draw: counts [S, N, K, 3], weights [draws, N] -> [draws]."""
+    counts = np.asarray(counts)
+    return np.mean([segmentation_scores(c, weights).dice for c in counts], axis=0)
+
+
+def dice_bootstrap_ci(
+    counts: np.ndarray, *, draws: int = DRAWS, level: float = LEVEL, seed: int = 0
+) -> Interval:
+    """Percentile interval of the seed-mean test Dice over resampled test images, from each
+    fit's per-image confusion counts [S, N, K, 3] (a resampled set's Dice is of its summed
+    counts, as the score itself)."""
+    counts = np.asarray(counts)
+    scores = _seed_mean_dice(counts, resample_counts(counts.shape[1], draws, seed))
+    tail = (1.0 - level) / 2.0
+    low, high = np.nanquantile(scores, [tail, 1.0 - tail])
+    return Interval(float(low), float(high), level, draws)
+
+
+def paired_dice_bootstrap(
+    counts_a: np.ndarray,
+    counts_b: np.ndarray,
+    *,
+    draws: int = DRAWS,
+    level: float = LEVEL,
+    seed: int = 0,
+) -> PairedComparison:
+    """`paired_bootstrap` for segmentation: two models' per-image counts on the same test
+    images, Dice of A minus Dice of B on each shared resample."""
+    counts_a, counts_b = np.asarray(counts_a), np.asarray(counts_b)
+    if counts_a.shape[1:] != counts_b.shape[1:]:
+        raise ValueError("both models must be scored on the same test images and classes")
+    ones = np.ones((1, counts_a.shape[1]))
+    observed = float(_seed_mean_dice(counts_a, ones)[0] - _seed_mean_dice(counts_b, ones)[0])
+    weights = resample_counts(counts_a.shape[1], draws, seed)
+    diff = _seed_mean_dice(counts_a, weights) - _seed_mean_dice(counts_b, weights)
+    diff = diff[~np.isnan(diff)]
+    tail = (1.0 - level) / 2.0
+    low, high = np.quantile(diff, [tail, 1.0 - tail])
+    below = (np.sum(diff <= 0.0) + 1) / (len(diff) + 1)
+    above = (np.sum(diff >= 0.0) + 1) / (len(diff) + 1)
+    p_value = min(1.0, 2.0 * min(below, above))
+    return PairedComparison(observed, Interval(float(low), float(high), level, draws), p_value)
+
+
 def mean_rank(scores: dict[str, dict[str, float]]) -> dict[str, float]:
     """Average rank of each model over the tasks it has (1 = best, ties share the mean rank),
     as published tables report it. `scores[model][task]` = mean macro-F1."""
@@ -114,8 +161,14 @@ def mean_rank(scores: dict[str, dict[str, float]]) -> dict[str, float]:
 
 
 def paired_records(record: ResultRecord, reference: ResultRecord) -> PairedComparison | None:
-    """`paired_bootstrap` of two records' stored test predictions; None when either has none,
-    or when they were not scored on the same test images."""
+    """`paired_bootstrap` of two records' stored test predictions (segmentation: their
+    per-image counts); None when either has none, or when they were not scored on the same
+    test images."""
+    if record.has_counts and reference.has_counts:
+        a, b = record.test, reference.test
+        if a.ids_sha256 != b.ids_sha256:
+            return None
+        return paired_dice_bootstrap(a.counts_per_seed, b.counts_per_seed)
     if not record.has_predictions or not reference.has_predictions:
         return None
     a, b = record.test, reference.test

@@ -1,9 +1,12 @@
-"""CAMUS: echocardiography image quality (poor, medium, good), through ultrabench's processor.
+"""CAMUS through ultrabench's processor: echocardiography image quality (poor, medium, good)
+and cardiac structure segmentation.
 
 The CREATIS archive unpacks to `database_nifti/patient<NNNN>/` with, per view (2CH, 4CH),
 `patient<NNNN>_<view>_half_sequence.nii.gz`, its `_gt` segmentation and `Info_<view>.cfg`
 ("Key: value" lines, of which ultrabench reads ED, ES, NbFrame, Sex, Age, ImageQuality, EF and
-FrameRate). Every frame of the half sequences becomes an image labelled with the view's quality.
+FrameRate). Every frame of the half sequences becomes an image labelled with the view's quality
+and, under the record key `mask`, the frame of the `_gt` file (0 background, 1 left ventricle,
+2 myocardium, 3 left atrium): tasks `camus` and `camus-seg` share the one folder.
 """
 
 from __future__ import annotations

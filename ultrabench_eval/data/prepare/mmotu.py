@@ -1,10 +1,14 @@
-"""MMOTU (OTU_2d): ovarian tumour type (8 classes), through ultrabench's processor.
+"""MMOTU (OTU_2d) through ultrabench's processor: ovarian tumour type (8 classes) and tumour
+segmentation.
 
 The archive unpacks to `OTU_2d/` (possibly inside `MMOTU/`) holding `images/<n>.JPG`,
-`annotations/<n>.PNG` (colour-coded tumour types) and `annotations/<n>_binary.PNG`, the name
-lists `train.txt` and `val.txt` and the class lists `train_cls.txt` and `val_cls.txt`
-(`<n>.JPG  <label>`, two spaces). ultrabench uses the official validation list as the test set
-and splits the training list 80/20 into train and validation.
+`annotations/<n>.PNG` (colour-coded tumour types) and `annotations/<n>_binary.PNG` (the tumour:
+class indices 0/1, as MMOTU's own segmentation configs read them), the name lists `train.txt`
+and `val.txt` and the class lists `train_cls.txt` and `val_cls.txt` (`<n>.JPG  <label>`, two
+spaces). ultrabench uses the official validation list as the test set and splits the training
+list 80/20 into train and validation. Its records name the binary mask (copied unchanged) and a
+multi-class one it derives from the colours (0 background, 1-8 the tumour type + 1): tasks
+`mmotu` and `mmotu-seg` share the one folder.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """Every preparer, by the id task cards name in their `preparer` field, and the look-up from a
-task name to its preparer."""
+task name to its preparer. Tasks that share a folder share its preparer (`aul` and
+`aul-mass-seg`, `camus` and `camus-seg`, `mmotu` and `mmotu-seg`)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,10 @@ from ultrabench_eval.data.prepare import (
     fatty_liver,
     gbcu,
     mmotu,
+    open_kidney,
     pocus,
+    psfhs,
+    stanford_thyroid,
     tn5000,
 )
 from ultrabench_eval.data.prepare.base import Preparer
@@ -22,13 +26,17 @@ PREPARERS: dict[str, Preparer] = {
     p.id: p
     for p in (
         aul.PREPARER,
+        aul.LIVER_PREPARER,
         busbra.PREPARER,
         butterfly.PREPARER,
         camus.PREPARER,
         fatty_liver.PREPARER,
         gbcu.PREPARER,
         mmotu.PREPARER,
+        open_kidney.PREPARER,
         pocus.PREPARER,
+        psfhs.PREPARER,
+        stanford_thyroid.PREPARER,
         tn5000.PREPARER,
     )
 }

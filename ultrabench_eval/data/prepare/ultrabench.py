@@ -115,7 +115,7 @@ def ultrabench_preparer(
     output_attribute: str = "OUTPUT_NAME",
 ) -> Preparer:
     """A preparer that runs ultrabench's `<name>` processor and keeps the folder `dataset`
-    (AUL's processor also writes a liver-segmentation folder, which is not kept)."""
+    (AUL's processor writes a mass and a liver folder; only `dataset` is kept)."""
 
     def write(root: Path, out: Path) -> None:
         module = processor_module(name)

@@ -38,6 +38,24 @@ class Patient:
 
 
 Scene = Callable[[str, Patient, np.random.Generator, Grid], tuple[Medium, dict[str, Any]]]
+# The key of a scene's fields under which a lesion's region lies: a function of image points
+# (`Points`) -> bool, inside the lesion, so a mask is exact at any resolution (not a record field).
+REGION = "_region"
+
+
+@dataclass(frozen=True)
+class Points:
+    """Image points (x, y in image widths) where a region is evaluated, as a `Grid` gives them."""
+
+    x: np.ndarray
+    y: np.ndarray
+
+
+def pixel_points(image_size: int) -> Points:
+    """The centres of an S x S image's pixels (as `bmode.scan_convert` samples them)."""
+    centres = (np.arange(image_size) + 0.5) / image_size
+    x, y = np.meshgrid(centres, centres)
+    return Points(x, y)
 
 
 def random_patient(rng: np.random.Generator, index: int) -> Patient:
@@ -201,31 +219,45 @@ def _confounders(grid, patient, rng, maps) -> tuple[tuple, list[str]]:
 
 
 def _cyst(grid, rng, maps, cx, cy, radius):
-    """Simple cyst: round to oval, anechoic, thin bright wall, posterior enhancement."""
+    """Simple cyst: round to oval, anechoic, thin bright wall, posterior enhancement. Also the
+    cyst's region: a function of image points (x, y) -> inside (the ellipse, rho <= 1)."""
     aspect = float(rng.uniform(0.7, 1.0))
     angle = float(rng.uniform(-0.4, 0.4))
     weight, distance, facing = _disc(grid, cx, cy, radius, radius * aspect, angle)
     echo, attenuation, specular = _fluid(maps, weight, FLUID_ECHO * float(rng.uniform(0.5, 3.0)))
     wall = float(rng.uniform(0.8, 2.0))
-    return echo, attenuation, specular + wall * facing * bmode.interface(distance, grid)
+
+    def region(points: Points) -> np.ndarray:
+        return bmode.ellipse_radius(points, cx, cy, radius, radius * aspect, angle) <= 1.0
+
+    return (echo, attenuation, specular + wall * facing * bmode.interface(distance, grid)), region
 
 
 def _solid(grid, rng, maps, cx, cy, radius, patient):
     """Solid mass: irregular, lobulated and spiculated margin, hypoechoic with its own texture,
     strongly attenuating (posterior shadow), sometimes with microcalcifications."""
     echo, attenuation, specular = maps
+    # the shape's parameters, drawn in the order the margin uses them
     aspect = float(rng.uniform(0.6, 1.0))
-    rho = bmode.ellipse_radius(grid, cx, cy, radius, radius * aspect, float(rng.uniform(-0.5, 0.5)))
-    theta = bmode.polar_angle(grid, cx, cy)
-    outline = np.ones(grid.shape)
-    for k in rng.choice(np.arange(2, 7), size=3, replace=False):  # lobulation
-        outline += float(rng.uniform(0.04, 0.12)) * np.cos(k * theta + rng.uniform(0, 2 * np.pi))
+    angle = float(rng.uniform(-0.5, 0.5))
+    lobes = [  # lobulation: (order, amplitude, phase)
+        (int(k), float(rng.uniform(0.04, 0.12)), float(rng.uniform(0, 2 * np.pi)))
+        for k in rng.choice(np.arange(2, 7), size=3, replace=False)
+    ]
     spikes = int(rng.integers(8, 18))  # spiculation
-    outline += (
-        float(rng.uniform(0.05, 0.3))
-        * np.maximum(np.cos(spikes * theta + rng.uniform(0, 2 * np.pi)), 0.0) ** 6
-    )
-    weight = bmode.inside(rho / outline, float(rng.uniform(0.08, 0.3)))
+    spike_size, spike_phase = float(rng.uniform(0.05, 0.3)), float(rng.uniform(0, 2 * np.pi))
+
+    def relative_radius(points) -> np.ndarray:
+        """< 1 inside the lobulated, spiculated margin."""
+        rho = bmode.ellipse_radius(points, cx, cy, radius, radius * aspect, angle)
+        theta = bmode.polar_angle(points, cx, cy)
+        outline = np.ones(np.shape(rho))
+        for k, size, phase in lobes:
+            outline += size * np.cos(k * theta + phase)
+        outline += spike_size * np.maximum(np.cos(spikes * theta + spike_phase), 0.0) ** 6
+        return rho / outline
+
+    weight = bmode.inside(relative_radius(grid), float(rng.uniform(0.08, 0.3)))
     contrast_db = float(rng.uniform(4.0, 13.0))
     texture = 10.0 ** (2.0 * bmode.smooth_field(rng, grid, 0.03) / 10.0)
     echo = bmode.blend(echo, echo * texture * 10.0 ** (-contrast_db / 10.0), weight)
@@ -236,7 +268,11 @@ def _solid(grid, rng, maps, cx, cy, radius, patient):
             dx, dy = rng.uniform(-0.6, 0.6, size=2) * radius * aspect
             dot = bmode.ellipse_radius(grid, cx + dx, cy + dy, 0.004, 0.004)
             specular = specular + 2.0 * np.exp(-2.0 * dot**2)
-    return (echo, attenuation, specular), contrast_db, loss_factor
+
+    def region(points: Points) -> np.ndarray:
+        return relative_radius(points) <= 1.0
+
+    return (echo, attenuation, specular), contrast_db, loss_factor, region
 
 
 def lesion_scene(cls: str, patient: Patient, rng: np.random.Generator, grid: Grid):
@@ -250,10 +286,11 @@ def lesion_scene(cls: str, patient: Patient, rng: np.random.Generator, grid: Gri
         radius = float(rng.uniform(0.06, 0.13))
         fields.update(lesion_radius=rounded(radius), lesion_x=rounded(cx), lesion_y=rounded(cy))
         if cls == "cyst":
-            maps = _cyst(grid, rng, maps, cx, cy, radius)
+            maps, region = _cyst(grid, rng, maps, cx, cy, radius)
         else:
-            maps, contrast, loss = _solid(grid, rng, maps, cx, cy, radius, patient)
+            maps, contrast, loss, region = _solid(grid, rng, maps, cx, cy, radius, patient)
             fields.update(contrast_db=rounded(contrast), attenuation_factor=rounded(loss))
+        fields[REGION] = region
     echo, attenuation, specular = maps
     return Medium(echo, attenuation, patient.density, None, specular), fields
 

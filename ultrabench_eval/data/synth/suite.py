@@ -3,7 +3,10 @@
 A task folder `<folder>/` holds `train.json`, `validation.json` and `test.json` (lists of
 records with `patient`, `image`, `scan_mask`, integer `label`, `class` and generation fields),
 `images/` and `masks/scan/` (PNG, masks 0/1), and `synth.json`, the manifest that says which
-call wrote it. The same arguments give byte-identical folders.
+call wrote it. A segmentation task also writes each image's label mask, `masks/lesion/` (PNG,
+pixel value = the lesion's class index, 0 = background), named by the records' `lesion_mask`:
+the lesion's region evaluated at every pixel centre, so the mask is exact, not traced. The same
+arguments give byte-identical folders.
 
 Randomness: every task has its own streams derived from (seed, task name); every patient and
 every image its own child stream, so image k does not depend on how many images are written or
@@ -34,8 +37,10 @@ from ultrabench_eval.core.errors import UserError
 from ultrabench_eval.core.registry import TASKS
 from ultrabench_eval.data.synth import bmode
 from ultrabench_eval.data.synth.scenes import (
+    REGION,
     Scene,
     lesion_scene,
+    pixel_points,
     random_patient,
     random_scanner,
     rounded,
@@ -69,6 +74,13 @@ class SynthTaskSpec:
     scene: Scene = field(repr=False, compare=False)  # builds the medium of one image
     default_images: int = 300
     gain_jitter_db: float = 2.0  # per-image gain spread on top of the patient's
+    # segmentation: the label mask's classes, background first; an image's lesion takes the
+    # index of its image class here (an image of a class not listed has an empty mask)
+    mask_classes: tuple[str, ...] | None = None
+
+    @property
+    def is_segmentation(self) -> bool:
+        return self.mask_classes is not None
 
     def __post_init__(self) -> None:
         # image k has class k % C and a patient holds IMAGES_PER_PATIENT consecutive images:
@@ -113,6 +125,19 @@ SYNTH_TASKS: dict[str, SynthTaskSpec] = {
             ),
             organ="soft tissue",
             scene=lesion_scene,
+        ),
+        SynthTaskSpec(
+            name="synth-lesion-seg",
+            folder="synth_lesion_seg_v1",
+            classes=("none", "cyst", "solid"),
+            description=(
+                "Segmentation of the synth-lesion images: every pixel is background, cyst or "
+                "solid mass; the masks are the lesions' drawn regions, exact at every pixel. A "
+                "third of the images have no lesion (an empty mask)."
+            ),
+            organ="soft tissue",
+            scene=lesion_scene,
+            mask_classes=("background", "cyst", "solid"),
         ),
         SynthTaskSpec(
             name="synth-texture",
@@ -176,11 +201,28 @@ def generate_image(
     scanner = random_scanner(rng, patient, spec.gain_jitter_db)
     grid = bmode.prescan_grid(probe, image_size)
     medium, fields = spec.scene(cls, patient, rng, grid)
+    region = fields.pop(REGION, None)
     image, mask = bmode.render(medium, grid, scanner, rng, image_size)
     record = {"patient": patient.id, "label": label, "class": cls, "probe": probe.kind}
     record["gain_db"] = rounded(scanner.gain_db)
     record.update(fields)
+    if spec.mask_classes is not None:
+        record[LABEL_MASK] = label_mask(spec, cls, region, mask, image_size)
     return image, mask, record
+
+
+LABEL_MASK = "lesion_mask"
+
+
+def label_mask(
+    spec: SynthTaskSpec, cls: str, region: Callable | None, scan: np.ndarray, image_size: int
+) -> np.ndarray:
+    """The segmentation mask of one image: its lesion's class index inside the lesion's region
+    and the scan (the image is black outside the scan), 0 elsewhere. uint8 [S, S]."""
+    out = np.zeros((image_size, image_size), dtype=np.uint8)
+    if region is not None and spec.mask_classes is not None and cls in spec.mask_classes:
+        out[region(pixel_points(image_size)) & scan] = spec.mask_classes.index(cls)
+    return out
 
 
 def _png(array: np.ndarray) -> bytes:
@@ -193,6 +235,7 @@ def _encoded(index: int, *, name: str, seed: int, image_size: int) -> tuple[dict
     """Image `index` as a record with file paths and its PNG bytes (runs in worker processes)."""
     image, mask, fields = generate_image(name, index, seed=seed, image_size=image_size)
     stem = f"{fields['patient']}_{index:05d}.png"
+    lesion = fields.pop(LABEL_MASK, None)
     record = {
         "patient": fields.pop("patient"),
         "image": f"images/{stem}",
@@ -201,12 +244,16 @@ def _encoded(index: int, *, name: str, seed: int, image_size: int) -> tuple[dict
         "class": fields.pop("class"),
         **fields,
     }
-    return record, _png(image), _png(mask.astype(np.uint8))
+    pngs = [_png(image), _png(mask.astype(np.uint8))]
+    if lesion is not None:
+        record[LABEL_MASK] = f"masks/lesion/{stem}"
+        pngs.append(_png(lesion))
+    return record, *pngs
 
 
 def _generate(
     name: str, num_images: int, seed: int, image_size: int, workers: int
-) -> Iterator[tuple[dict, bytes, bytes]]:
+) -> Iterator[tuple[Any, ...]]:
     work = functools.partial(_encoded, name=name, seed=seed, image_size=image_size)
     indices = range(num_images)
     if workers <= 1:
@@ -282,6 +329,7 @@ def _manifest(spec: SynthTaskSpec, seed: int, num_images: int, image_size: int) 
         "image_size": int(image_size),
         "classes": list(spec.classes),
         "split_sizes": split_sizes(spec.name, num_images, seed),
+        **({"mask_classes": list(spec.mask_classes)} if spec.mask_classes else {}),
     }
 
 
@@ -303,14 +351,18 @@ def _build(folder: Path, spec: SynthTaskSpec, manifest: dict, workers: int) -> N
     """Write the whole dataset into `folder` (a fresh temporary folder)."""
     (folder / "images").mkdir()
     (folder / "masks" / "scan").mkdir(parents=True)
+    if spec.is_segmentation:
+        (folder / "masks" / "lesion").mkdir()
     seed, n, size = manifest["seed"], manifest["num_images"], manifest["image_size"]
     splits = _patient_splits(spec.name, seed, n)
     records: dict[str, list[dict]] = {s: [] for s in SPLITS}
-    for index, (record, image_png, mask_png) in enumerate(
+    for index, (record, image_png, mask_png, *lesion_png) in enumerate(
         _generate(spec.name, n, seed, size, workers)
     ):
         (folder / record["image"]).write_bytes(image_png)
         (folder / record["scan_mask"]).write_bytes(mask_png)
+        if lesion_png:
+            (folder / record[LABEL_MASK]).write_bytes(lesion_png[0])
         records[splits[index // IMAGES_PER_PATIENT]].append(record)
     for split, items in records.items():
         _dump(folder / f"{split}.json", items)
