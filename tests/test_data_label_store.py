@@ -139,3 +139,25 @@ def test_a_missing_mask_file_or_one_outside_the_folder_is_named(tmp_path):
     with pytest.raises(DatasetError, match="mask path ../elsewhere.png lies outside") as caught:
         open_dataset(_card(), tmp_path)
     assert "mask masks/nope.png not found" in str(caught.value)
+
+
+def test_alpha_and_soft_masks_are_refused_not_misread(tmp_path):
+    folder = _write_task(tmp_path)
+    card = _card(mask_values=None)
+    split = open_dataset(card, tmp_path).splits["train"]
+    rgba = np.zeros((16, 16, 4), np.uint8)
+    rgba[..., :3] = 255
+    rgba[4:8, 4:8, 3] = 255  # the class painted as opacity
+    Image.fromarray(rgba, mode="RGBA").save(folder / "masks" / "train_0.png")
+    with pytest.raises(UserError, match="transparent alpha channel"):
+        open_label_store(split, card, tmp_path / "cache", size=16)
+    soft = np.zeros((16, 16), np.float32)
+    soft[4:8, 4:8] = 1.0
+    soft[3, 3:9] = 0.5
+    Image.fromarray(soft, mode="F").save(folder / "masks" / "train_0.tif")
+    records = json.loads((folder / "train.json").read_text())
+    records[0]["lesion_mask"] = "masks/train_0.tif"
+    (folder / "train.json").write_text(json.dumps(records))
+    split = open_dataset(card, tmp_path).splits["train"]
+    with pytest.raises(UserError, match="fractional values"):
+        open_label_store(split, card, tmp_path / "cache", size=16)

@@ -120,3 +120,22 @@ def test_segmentation_records_round_trip(data, tmp_path):
     record = bench.run(_config(data, results_root=tmp_path / "r", fractions=(1.0,)))[0]
     again = ResultRecord.from_dict(record.to_dict())
     assert again == record and again.has_counts and not again.has_predictions
+
+
+def test_a_class_missing_from_train_or_a_split_without_foreground_is_refused():
+    from types import SimpleNamespace
+
+    from ultrabench_eval.protocols.segmentation import _check_foreground
+
+    def stores(train, validation, test):
+        classes = ["background", "cyst", "solid"]
+        return {
+            name: SimpleNamespace(meta={"classes": classes, "pixels_per_class": pixels})
+            for name, pixels in (("train", train), ("validation", validation), ("test", test))
+        }
+
+    _check_foreground("t", stores([9, 1, 1], [9, 0, 1], [9, 1, 1]))  # validation may lack one
+    with pytest.raises(UserError, match="train split's label masks have no pixel of class.*solid"):
+        _check_foreground("t", stores([9, 1, 0], [9, 1, 1], [9, 1, 1]))
+    with pytest.raises(UserError, match="validation split's label masks have no foreground"):
+        _check_foreground("t", stores([9, 1, 1], [9, 0, 0], [9, 1, 1]))

@@ -129,8 +129,16 @@ def _decode_raw(path: Path) -> np.ndarray:
             f"cannot decode label mask {path}: {exc} (replace or remove the file, then run again)"
         ) from None
     if array.ndim == 3:
-        if array.shape[2] == 4:
-            array = array[..., :3]
+        # an alpha channel (LA, RGBA) must be opaque: annotation tools that paint the class in
+        # the alpha would otherwise be read as one class everywhere
+        if array.shape[2] in (2, 4):
+            alpha = array[..., -1]
+            if not (alpha == alpha.max()).all():
+                raise UserError(
+                    f"label mask {path} has a transparent alpha channel: write the class values "
+                    "as the pixels of a grayscale or palette PNG, not as transparency"
+                )
+            array = array[..., :-1]
         if not (array == array[..., :1]).all():
             raise UserError(
                 f"label mask {path} is a colour image whose channels differ: write one class "
@@ -139,9 +147,15 @@ def _decode_raw(path: Path) -> np.ndarray:
         array = array[..., 0]
     if array.dtype == bool:
         return array.astype(np.uint8)
-    if array.min(initial=0) < 0 or array.max(initial=0) > 255:
+    if not np.issubdtype(array.dtype, np.integer) and not (array == np.rint(array)).all():
         raise UserError(
-            f"label mask {path} has values outside 0-255 (max {array.max()}): write class "
+            f"label mask {path} holds fractional values (a soft mask): write whole class "
+            "values, one per pixel"
+        )
+    low, high = array.min(initial=0), array.max(initial=0)
+    if low < 0 or high > 255:
+        raise UserError(
+            f"label mask {path} has values outside 0-255 (from {low} to {high}): write class "
             "values as 8-bit pixels"
         )
     return array.astype(np.uint8)

@@ -273,6 +273,18 @@ def _check_foreground(task: str, masks: dict[str, LabelStore]) -> None:
                 "the scan masks, so Dice is undefined (check the masks and the card's "
                 "mask_values)"
             )
+    # as for classification: a class never seen in training cannot be learnt, and one absent
+    # from test has no score (see `ubench tasks check`)
+    for name in ("train", "test"):
+        meta = masks[name].meta
+        absent = [
+            c for c, n in zip(meta["classes"], meta["pixels_per_class"], strict=True) if not n
+        ]
+        if absent:
+            raise UserError(
+                f"task {task}: the {name} split's label masks have no pixel of class(es) "
+                f"{', '.join(absent)} inside the scan masks (see `ubench tasks check`)"
+            )
 
 
 def _masks(store: LabelStore) -> tuple[np.ndarray, np.ndarray]:
