@@ -39,7 +39,8 @@ test: $(DEV_STAMP)
 
 # Speed figures (JSON under results/perf/): extraction against the model's own forward speed,
 # the probes and the image store on real and real-size workloads (benchmarks/workloads.py),
-# patch-token extraction into the token cache, and the dense (segmentation) probe.
+# patch-token extraction into the token cache, the dense (segmentation) probe, and a real task
+# exported as a Hugging Face dataset and loaded back.
 perf: $(DEV_STAMP)
 	$(BIN)/python -m benchmarks.perf --out results/perf
 	$(BIN)/python -m benchmarks.perf_probes --out results/perf
@@ -47,6 +48,7 @@ perf: $(DEV_STAMP)
 	$(BIN)/python -m benchmarks.perf_corruptions --out results/perf
 	$(BIN)/python -m benchmarks.perf_tokens --out results/perf
 	$(BIN)/python -m benchmarks.perf_dense --out results/perf
+	$(BIN)/python -m benchmarks.perf_hub --out results/perf
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check .

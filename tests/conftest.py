@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +14,19 @@ from PIL import Image
 
 from ultrabench_eval.core.registry import TASKS
 from ultrabench_eval.data.task_card import TaskCard
+
+# `datasets` and `huggingface_hub` read their cache folders once, at import: set before any test
+# imports them, and removed when the session ends.
+_HF_HOME = Path(tempfile.mkdtemp(prefix="ubench-test-hf-"))
+os.environ["HF_HOME"] = str(_HF_HOME)
+os.environ.pop("HF_DATASETS_CACHE", None)
+os.environ.pop("HF_HUB_OFFLINE", None)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _hf_home_removed():
+    yield
+    shutil.rmtree(_HF_HOME, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
@@ -21,6 +37,14 @@ def _isolated_paths(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("UBENCH_CACHE", str(base / "cache"))
     monkeypatch.setenv("UBENCH_RESULTS", str(base / "results"))
     monkeypatch.delenv("UBENCH_TASKS", raising=False)
+
+
+@pytest.fixture
+def restored_tasks(monkeypatch):
+    """TASKS as it was before the test, whatever cards the test registers."""
+    TASKS.names()
+    monkeypatch.setattr(TASKS, "_entries", dict(TASKS._entries))
+    return TASKS
 
 
 def write_png(path: Path, array: np.ndarray) -> None:

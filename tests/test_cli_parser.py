@@ -28,6 +28,7 @@ COMMANDS = [
     "leaderboard",
     "robust",
     "prepare",
+    "export",
     "compare",
     "check",
     "plot",
@@ -47,7 +48,8 @@ def test_help_lists_every_command_in_order(capsys):
 @pytest.mark.parametrize(
     "argv",
     [[c] for c in COMMANDS]
-    + [["tasks", "check"], ["corruptions", "show"], ["cache", "ls"], ["cache", "rm"]],
+    + [["tasks", "check"], ["tasks", "add"], ["corruptions", "show"], ["cache", "ls"]]
+    + [["cache", "rm"]],
 )
 def test_every_command_has_help(capsys, argv):
     with pytest.raises(SystemExit) as exit_:

@@ -266,3 +266,47 @@ def test_cli_dry_run_lists_label_stores_with_images(token_cache_dir, capsys):
     out = capsys.readouterr().out
     assert "(labels seg_v1)" in out and "2 entries, would free" in out
     assert len(cache_admin.entries(token_cache_dir)) == 6
+
+
+def test_hf_folders_are_listed_and_removed_by_dataset(tmp_path, monkeypatch):
+    """A Hugging Face dataset written out as a task folder is an `hf` entry named by its
+    folder, removed with --dataset (or --images) and not by a model or task filter; a write a
+    killed run left behind is listed as unfinished."""
+    import datasets
+
+    from ultrabench_eval.data.hub.materialise import hub_task
+    from ultrabench_eval.data.hub.source import HubSource
+
+    card = make_dataset(tmp_path / "data", counts={"train": 6, "validation": 2, "test": 2})
+    folder = tmp_path / "data" / card.dataset
+    features = datasets.Features(
+        {"image": datasets.Image(), "label": datasets.ClassLabel(names=["a", "b"])}
+    )
+    splits = {}
+    for split in ("train", "validation", "test"):
+        rows = json.loads((folder / f"{split}.json").read_text())
+        data = {
+            "image": [{"bytes": (folder / r["image"]).read_bytes(), "path": None} for r in rows],
+            "label": [r["label"] for r in rows],
+        }
+        splits[split] = datasets.Dataset.from_dict(data, features=features)
+    datasets.DatasetDict(splits).save_to_disk(str(tmp_path / "ds"))
+    source = HubSource(path=str(tmp_path / "ds"))
+    cache = tmp_path / "cache"
+    hf_card, root, _ = hub_task(
+        TaskCard(name="t", dataset=source.slug, classes=("a", "b"), hf=source), cache
+    )
+    import socket
+
+    dead = root.parent / f".{root.name}x.tmp-{socket.gethostname()}-{2**22 + 12345}"  # no pid
+    dead.mkdir()
+
+    found = [e for e in cache_admin.entries(cache) if e.kind == "hf"]
+    assert [e.detail["unfinished"] for e in found] == [False, True]
+    assert found[0].name == hf_card.dataset and found[0].detail["images"] == 10
+    assert "(train/val/test 6/2/2)" in found[0].what
+    assert cache_admin.select(found, models=["pixels"]) == []
+    chosen = cache_admin.select(found, datasets=[hf_card.dataset])
+    assert chosen == found
+    cache_admin.remove(chosen)
+    assert not (cache / "hf" / hf_card.dataset).exists() and (cache / "hf").is_dir()

@@ -79,3 +79,20 @@ def test_bad_sweep_fails_before_submitting(toy_task):
     with pytest.raises(UserError, match="no Slurm here"):
         sweep.submit(config, toy_task / "logs", executor="slurm")
     assert not (toy_task / "logs").exists()
+
+
+def test_a_sweep_job_knows_the_card_a_hugging_face_dataset_gave(tmp_path, restored_tasks):
+    """`--data` registers the dataset's card in the submitting process only: the job gets it
+    along, or its registry would not know the task."""
+    from hub_datasets import folder_task, save_to_disk
+
+    from ultrabench_eval.core import config
+
+    card = folder_task(config.data_root())
+    source = save_to_disk(config.data_root() / card.dataset, card, tmp_path / "ds")
+    argv = ["--model", "pixels", "--data", str(source), "--seeds", "1", "--fractions", "1"]
+    code = main(
+        ["sweep", *argv, "--no-progress", "--executor", "local", "--log-dir", str(tmp_path / "l")]
+    )
+    assert code == 0
+    assert (config.results_root() / "pixels" / "hf-ds" / "us-jepa-2026.json").is_file()

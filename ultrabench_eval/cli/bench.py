@@ -21,6 +21,7 @@ from ultrabench_eval.cli.arguments import (
     profile_path,
     shots,
 )
+from ultrabench_eval.cli.hub import hub_flags, resolve_data
 from ultrabench_eval.cli.output import info
 from ultrabench_eval.core import config
 from ultrabench_eval.core.errors import UserError
@@ -58,6 +59,7 @@ def _add_bench_arguments(p: argparse.ArgumentParser) -> None:
         "(default: the generated suite, written into the data root when missing)",
     )
     data_flag(p)
+    hub_flags(p)
     p.add_argument(
         "--cache",
         help=f"image and feature cache root (default: ${config.CACHE_ENV} "
@@ -125,11 +127,12 @@ def bench_config(args: argparse.Namespace) -> BenchConfig:
     """A BenchConfig from the flags `bench`, `fewshot`, `sweep` and `robust` share."""
     from ultrabench_eval.data import synth
 
+    tasks, data_root = resolve_data(args, args.tasks)
     return BenchConfig(
         # `--tasks ''` is an empty list, refused by `validate`; only a flag left out defaults
         models=list(WEIGHT_FREE_MODELS) if args.model is None else args.model,
-        tasks=synth.default_synth_tasks() if args.tasks is None else args.tasks,
-        data_root=config.data_root(args.data),
+        tasks=synth.default_synth_tasks() if tasks is None else tasks,
+        data_root=data_root,
         cache_root=config.cache_root(args.cache),
         results_root=config.results_root(args.results),
         weights=args.weights,
@@ -405,8 +408,14 @@ def add_extract(sub: Subparsers) -> None:
         help="compute features into the cache (runs under torchrun to use several processes)",
     )
     p.add_argument("--model", type=csv_list, required=True, help="model name(s), comma-separated")
-    p.add_argument("--tasks", type=csv_list, required=True, help="task name(s), comma-separated")
+    p.add_argument(
+        "--tasks",
+        type=csv_list,
+        help="task name(s), comma-separated (required unless --data names a Hugging Face "
+        "dataset, whose own task is then extracted)",
+    )
     data_flag(p)
+    hub_flags(p)
     cache_flag(p)
     p.add_argument("--weights", help="local weights file for the (single) model")
     p.add_argument("--splits", type=csv_tuple)
@@ -430,10 +439,13 @@ def extract_config(args: argparse.Namespace) -> ExtractConfig:
     """An ExtractConfig from the flags of `extract`."""
     from ultrabench_eval.features.extract_run import ExtractConfig
 
+    tasks, data_root = resolve_data(args, args.tasks)
+    if tasks is None:
+        raise UserError("extract needs --tasks NAME[,NAME2] (or --data naming a dataset)")
     return ExtractConfig(
         models=args.model,
-        tasks=args.tasks,
-        data_root=config.data_root(args.data),
+        tasks=tasks,
+        data_root=data_root,
         cache_root=config.cache_root(args.cache),
         weights=args.weights,
         image_size=args.image_size,

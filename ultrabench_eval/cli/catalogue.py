@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ultrabench_eval.cli.arguments import OneLineParser, Subparsers, csv_list, data_flag, given
+from ultrabench_eval.cli.hub import add_tasks_add, named_task
 from ultrabench_eval.cli.output import info, print_table
 from ultrabench_eval.core.errors import UserError
 from ultrabench_eval.data.task_card import SPLITS
@@ -131,9 +132,16 @@ def add_tasks(sub: Subparsers) -> None:
         "check", help="check a prepared folder against its card (sizes, files, leakage)"
     )
     q.add_argument("name", help="task name (see `ubench tasks`)")
-    q.add_argument("data_dir", help="the dataset root holding the task's folder, or the folder")
+    q.add_argument(
+        "data_dir",
+        nargs="?",
+        help="the dataset root holding the task's folder, or the folder, or a Hugging Face "
+        "dataset (hf://ORG/NAME, local files); not needed for a card with an hf source",
+    )
     q.add_argument("--format", choices=["table", "json"], default="table")
+    q.add_argument("--cache", help="cache root (Hugging Face datasets are written out there)")
     q.set_defaults(handler=run_tasks_check)
+    add_tasks_add(tasks_sub)
 
 
 _TASK_COLUMNS = [
@@ -168,16 +176,37 @@ def run_tasks(args: argparse.Namespace) -> int:
         row["classes"] = f"{len(row['classes'])}: {', '.join(row['classes'])}"
         if row["kind"] == "segmentation":
             row["kind"] = f"segmentation ({row['mask_field']})"
+        if row.get("hf"):  # its data is a Hugging Face dataset, not a prepared folder
+            hf = row["hf"]
+            row["preparer"] = "hf://" + hf["id"] if hf.get("id") else f"hf: {hf['path']}"
     print_table(rows, _TASK_COLUMNS)
     return 0
 
 
 def run_tasks_check(args: argparse.Namespace) -> int:
     """`ubench tasks check NAME DATA_DIR`: exit 1 when a check fails."""
+    from ultrabench_eval.core import config
     from ultrabench_eval.core.registry import TASKS
-    from ultrabench_eval.data.task_check import check_task, format_report, report_dict
+    from ultrabench_eval.data.hub.source import source_from_data_flag
+    from ultrabench_eval.data.task_check import (
+        check_hub_task,
+        check_task,
+        format_report,
+        report_dict,
+    )
 
-    report = check_task(TASKS.get(args.name), Path(args.data_dir))
+    source = source_from_data_flag(args.data_dir)
+    name = named_task(args, args.name, args.data_dir)[0] if source is not None else args.name
+    card = TASKS.get(name)
+    if card.hf is not None:
+        report = check_hub_task(card, config.cache_root(args.cache))
+    elif args.data_dir is None:
+        raise UserError(
+            f"task {card.name} reads a prepared folder: give DATA_DIR (the dataset root holding "
+            f"{card.dataset}/, or that folder)"
+        )
+    else:
+        report = check_task(card, Path(args.data_dir))
     if args.format == "json":
         print(json.dumps(report_dict(report), indent=2))
     else:
@@ -235,7 +264,6 @@ def run_corruptions(args: argparse.Namespace) -> int:
 
 def run_corruptions_show(args: argparse.Namespace) -> int:
     """`ubench corruptions show`: the grid of one image, a row per corruption."""
-    from ultrabench_eval.core import config
     from ultrabench_eval.core.validation import ImageSide, check_value
     from ultrabench_eval.corruptions.grid import write_grid
     from ultrabench_eval.corruptions.presets import get_preset
@@ -245,10 +273,11 @@ def run_corruptions_show(args: argparse.Namespace) -> int:
     rows = list(get_preset(args.preset).corruptions) if args.preset else args.corruptions
     if args.size is not None:
         check_value(ImageSide, args.size, "--size")
+    task, data_root = named_task(args, args.task, args.data)  # --data may name a dataset
     out = write_grid(
         Path(args.out),
-        args.task,
-        config.data_root(args.data),
+        task,
+        data_root,
         args.image,
         rows=rows,
         size=args.size,

@@ -90,7 +90,8 @@ def run_prepare(args: argparse.Namespace) -> int:
 
 def add_cache(sub: Subparsers) -> None:
     p = sub.add_parser(
-        "cache", help="list or remove cached features, tokens, image and label stores"
+        "cache",
+        help="list or remove cached features, tokens, image and label stores, written-out datasets",
     )
     cache_sub = p.add_subparsers(dest="cache_command", required=True, parser_class=OneLineParser)
     q = cache_sub.add_parser("ls", help="list the cache")
@@ -101,10 +102,15 @@ def add_cache(sub: Subparsers) -> None:
     q.add_argument("--model", type=csv_list, help="features and tokens of these models")
     q.add_argument("--task", type=csv_list, help="features and tokens of these tasks")
     q.add_argument(
-        "--dataset", type=csv_list, help="image and label stores of these dataset folders"
+        "--dataset",
+        type=csv_list,
+        help="image and label stores and written-out Hugging Face datasets of these dataset "
+        "folders",
     )
     q.add_argument(
-        "--images", action="store_true", help="image and label stores (all, or --dataset)"
+        "--images",
+        action="store_true",
+        help="image and label stores and Hugging Face datasets written out (all, or --dataset)",
     )
     q.add_argument("--all", action="store_true", help="everything")
     q.add_argument("--dry-run", action="store_true", help="list what would go, remove nothing")

@@ -13,7 +13,7 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 
-from ultrabench_eval.cli import bench, catalogue, data, reports
+from ultrabench_eval.cli import bench, catalogue, data, hub_export, reports
 from ultrabench_eval.cli.arguments import OneLineParser, Subparsers
 from ultrabench_eval.core.errors import UserError
 
@@ -32,6 +32,7 @@ _COMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     reports.add_leaderboard,
     bench.add_robust,
     data.add_prepare,
+    hub_export.add_export,
     reports.add_compare,
     reports.add_check,
     reports.add_plot,

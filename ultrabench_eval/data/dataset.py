@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -60,6 +60,9 @@ class Dataset:
     splits: dict[str, Split]
     # what `overlap="allow"` found shared between splits (None: not checked, or refused)
     overlap: tuple[str, ...] | None = None
+    # where a Hugging Face dataset's task came from (id or path, commit, fingerprints, split
+    # mapping and carving); None for a prepared folder
+    source: dict[str, Any] | None = None
 
 
 class DatasetError(UserError):
@@ -88,9 +91,18 @@ def open_dataset(
     wrong (missing folder or split file, malformed records, paths outside the folder, missing
     images or masks, labels outside the class list, classes with no example).
 
+    A card with an `hf` source is read from its Hugging Face dataset, written once as a folder
+    under `<digest_cache or the cache root>/hf/` (`data_root` is not used then).
+
     `overlap`: "refuse" raises OverlapError when an image (by path or by content) or a group
     lies in two splits; "allow" records what is shared in `Dataset.overlap`; "ignore" does not
     look. `digest_cache`: the cache folder keeping the files' content digests between runs."""
+    source = None
+    if card.hf is not None:
+        from ultrabench_eval.core.config import cache_root
+        from ultrabench_eval.data.hub.materialise import hub_task
+
+        card, data_root, source = hub_task(card, digest_cache or cache_root())
     root = dataset_path(card, data_root)
     if not root.is_dir():
         hint = (
@@ -113,7 +125,7 @@ def open_dataset(
     if problems:
         raise DatasetError(root, problems)
     if overlap == "ignore":
-        return Dataset(card, root, splits)
+        return Dataset(card, root, splits, source=source)
     if card.group_field and all(r.group is None for s in splits.values() for r in s.records):
         # a misspelt group field would silently switch the patient-overlap check off
         raise DatasetError(
@@ -128,7 +140,7 @@ def open_dataset(
     found = find_overlap(card, splits, digest_cache if check_files else None, check_files)
     if found and overlap == "refuse":
         raise OverlapError(card.name, found)
-    return Dataset(card, root, splits, tuple(found) if overlap == "allow" else None)
+    return Dataset(card, root, splits, tuple(found) if overlap == "allow" else None, source)
 
 
 class OverlapError(UserError):

@@ -8,6 +8,9 @@ image, named by the record key `mask_field`, scored by Dice and mean IoU). A seg
 each class has in the mask files when that is not its index (UltraBench writes binary masks as
 0/255 in places).
 
+A card with an `hf:` block takes its data from a Hugging Face dataset (see `data/hub/source.py`)
+instead of a prepared folder below the dataset root.
+
 Cards are read from, in order (later ones replace earlier ones of the same name): the cards
 shipped with the package, the repository's `tasks/` folder, and every folder in the
 `UBENCH_TASKS` environment variable (separated by the OS path separator).
@@ -16,7 +19,7 @@ shipped with the package, the repository's `tasks/` folder, and every folder in 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
@@ -26,6 +29,7 @@ from annotated_types import Ge, Le, MinLen
 from ultrabench_eval.core.config import PACKAGE_DIR, TASKS_ENV
 from ultrabench_eval.core.errors import UserError
 from ultrabench_eval.core.validation import Hint, parse_dataclass
+from ultrabench_eval.data.hub.source import HubSource
 
 Split = Literal["train", "validation", "test"]
 SPLITS: tuple[str, ...] = get_args(Split)
@@ -88,6 +92,8 @@ class TaskCard:
     # "synth" for tasks `ubench synth` writes; the preparer of a raw download otherwise
     generator: Annotated[Literal["synth"], Hint("only generated tasks name one")] | None = None
     preparer: Annotated[Name, Hint("see `ubench prepare`, e.g. ubench:busbra")] | None = None
+    # the task's data is a Hugging Face dataset (hub id or local files), not a prepared folder
+    hf: HubSource | None = None
     path: Path | None = None
 
     @property
@@ -135,6 +141,12 @@ class TaskCard:
                 "(each class index needs its own name)"
             )
         _check_kind(card, where)
+        if card.hf is not None and card.generator is not None:
+            raise UserError(f"{where}: a generated task (generator) cannot have an hf source")
+        if card.hf is not None and card.hf.path is not None and path is not None:
+            # a relative dataset path in a card is relative to the card's folder
+            local = (Path(path).parent / Path(card.hf.path).expanduser()).resolve()
+            card = replace(card, hf=replace(card.hf, path=str(local)))
         return card
 
 
@@ -164,6 +176,25 @@ def _check_kind(card: TaskCard, where: str) -> None:
         )
     if card.metric not in (None, "macro_f1"):
         raise UserError(f"{where}: a classification card is scored by `metric: macro_f1`")
+
+
+def card_yaml(card: TaskCard, **overrides: Any) -> str:
+    """The card as a YAML file `read_card` reads back: the fields that are set, in the order
+    they are declared (`path` aside); an override replaces a field, or drops it when None."""
+    data: dict[str, Any] = {}
+    for item in fields(card):
+        value = getattr(card, item.name)
+        if item.name == "path" or value is None or value in ("", (), {}):
+            continue
+        if is_dataclass(value):  # the hf block: its keys that are set
+            value = {k: v for k, v in asdict(value).items() if v not in (None, "", {})}
+        data[item.name] = list(value) if isinstance(value, tuple) else value
+    for key, value in overrides.items():
+        if value is None:
+            data.pop(key, None)
+        else:
+            data[key] = value
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
 
 
 def card_dirs() -> list[Path]:

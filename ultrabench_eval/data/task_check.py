@@ -73,6 +73,14 @@ def task_folder(card: TaskCard, data_dir: Path) -> tuple[TaskCard, Path]:
     )
 
 
+def check_hub_task(card: TaskCard, cache_root: Path) -> CheckReport:
+    """The checks, on the folder a Hugging Face dataset's task is written out as."""
+    from ultrabench_eval.data.hub.materialise import hub_task
+
+    folder_card, root, _ = hub_task(card, cache_root)
+    return check_task(replace(folder_card, hf=None), root)
+
+
 def check_task(card: TaskCard, data_dir: Path) -> CheckReport:
     card, root = task_folder(card, data_dir)
     report = CheckReport(card, root / card.dataset)

@@ -1,12 +1,14 @@
 """`ubench cache ls` and `ubench cache rm`: what the cache holds, and removing parts of it.
 
-Four kinds of entry: `features` (pooled vectors, one file per model x task x split x view),
-`tokens` (patch tokens, the same key plus the storage dtype), `images` (image stores) and
-`labels` (segmentation label stores, beside the image stores of their dataset). Features and
-tokens are chosen by model and task, image and label stores by dataset. Work a killed run left
-behind is listed too, as unfinished: an image or label store's build folder, a token file's
-`.partial` file (one no running process is filling: its entry lock is free). Removing a token
-entry also removes its empty lock file, unless a process holds it.
+Five kinds of entry: `features` (pooled vectors, one file per model x task x split x view),
+`tokens` (patch tokens, the same key plus the storage dtype), `images` (image stores),
+`labels` (segmentation label stores, beside the image stores of their dataset) and `hf` (a
+Hugging Face dataset written out as a task folder, `data.hub.materialise`). Features and
+tokens are chosen by model and task; image and label stores and hf folders by dataset. Work a
+killed run left behind is listed too, as unfinished: an image or label store's build folder, a
+token file's `.partial` file (one no running process is filling: its entry lock is free), an hf
+folder's write. Removing a token entry also removes its empty lock file, unless a process holds
+it.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ try:  # POSIX; elsewhere no lock is seen as held
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-KINDS = ("features", "tokens", "images", "labels")
+KINDS = ("features", "tokens", "images", "labels", "hf")
+SOURCE_FILE = "source.json"  # an hf folder's description (`data.hub.materialise`)
 # `.<split>-<size>px-<interpolation>.tmp-...`: an image store's build folder
 _STORE_NAME = re.compile(r"^\.(.+)-(\d+)px-(.+?)\.(?:tmp|old)-")
 # `<split>-labels-<size>px` (and `.<that>.tmp-...` while it is built): a label store
@@ -76,6 +79,13 @@ class Entry:
             if grid and len(grid) == 2:
                 tokens += f", grid {grid[0]}x{grid[1]}"
             return f"{where} [{tokens}] {d['fingerprint']}"
+        if self.kind == "hf":
+            if d.get("unfinished"):
+                return f"{d['source']}, unfinished write"
+            sizes = d.get("sizes") or {}
+            counts = "/".join(str(sizes.get(s, "?")) for s in ("train", "validation", "test"))
+            at = f"@{str(d['revision'])[:12]}" if d.get("revision") else ""
+            return f"{d['source']}{at} (train/val/test {counts})"
         if self.kind == "labels":
             return f"{d['split']} {d['size']}px labels" + (
                 ", unfinished build" if d["unfinished"] else ""
@@ -87,7 +97,7 @@ def entries(cache_root: Path) -> list[Entry]:
     """Every finished feature file, token file, image store and label store under `cache_root`,
     and the unfinished work no running process owns."""
     root = Path(cache_root)
-    return _feature_entries(root) + _token_entries(root) + _store_entries(root)
+    return _feature_entries(root) + _token_entries(root) + _store_entries(root) + _hf_entries(root)
 
 
 def _feature_entries(root: Path) -> list[Entry]:
@@ -191,6 +201,31 @@ def _store_entries(root: Path) -> list[Entry]:
     return found
 
 
+def _hf_entries(root: Path) -> list[Entry]:
+    """The task folders Hugging Face datasets were written out as, `hf/<dataset>/<key>/`, and
+    the writes a killed run left behind."""
+    found = []
+    for folder in sorted(p for p in (root / "hf").glob("*/*") if p.is_dir()):
+        metas = [m for m in folder.glob(f"*/{SOURCE_FILE}") if m.is_file()]
+        meta = _read_meta(metas[0]) if metas else None
+        if meta is None:
+            continue
+        sizes = meta.get("sizes") if isinstance(meta.get("sizes"), dict) else {}
+        detail = {
+            "source": meta.get("dataset"),
+            "revision": meta.get("revision"),
+            "sizes": sizes,
+            "images": sum(v for v in sizes.values() if isinstance(v, int)) or None,
+            "unfinished": False,
+        }
+        found.append(Entry("hf", folder.parent.name, detail, (folder,)))
+    for dataset in sorted(p for p in (root / "hf").glob("*") if p.is_dir()):
+        for tmp in stale_temp_dirs(dataset):
+            detail = {"source": dataset.name, "images": None, "unfinished": True}
+            found.append(Entry("hf", dataset.name, detail, (tmp,)))
+    return found
+
+
 def _read_meta(path: Path) -> dict | None:
     """A cache entry's JSON description; None for one being written or damaged (not listed)."""
     try:
@@ -235,7 +270,7 @@ def select(
     """The entries `ubench cache rm` would remove; at least one filter, or `everything`.
 
     Models and tasks choose features and tokens; `images` (all) or datasets choose image and
-    label stores."""
+    label stores and the folders Hugging Face datasets were written out as."""
     if not (everything or models or tasks or datasets or images):
         raise UserError(
             "say what to remove: --model, --task, --dataset, --images, or --all for everything"
@@ -275,6 +310,8 @@ def remove(chosen: list[Entry]) -> int:
             _remove_free_lock(lock)
         if entry.kind in ("features", "tokens"):
             _prune_empty(entry.paths[0].parent)
+        elif entry.kind == "hf":
+            _prune_empty(entry.paths[0].parent, levels=1)  # hf/<dataset>/, not hf/ itself
     return freed
 
 
@@ -308,9 +345,9 @@ def _remove_free_lock(lock: Path) -> None:
         pass  # already gone
 
 
-def _prune_empty(folder: Path) -> None:
+def _prune_empty(folder: Path, levels: int = _PRUNED_LEVELS) -> None:
     """Remove the entry's split, task and model folders that are left empty."""
-    for _ in range(_PRUNED_LEVELS):
+    for _ in range(levels):
         try:
             folder.rmdir()
         except OSError:

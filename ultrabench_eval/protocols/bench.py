@@ -413,6 +413,8 @@ def inputs_digest(
         },
         "protocol": [probe, dict(options), budget.label, config.seeds],
         **({"extra": dict(extra)} if extra else {}),
+        # a Hugging Face dataset's record names its source: a folder's record is not reused
+        **({"source": dataset.source} if dataset.source is not None else {}),
     }
     return json_digest(payload)
 

@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from ultrabench_eval.core.errors import UserError
+from ultrabench_eval.core.registry import TASKS
+from ultrabench_eval.data.task_card import TaskCard
 from ultrabench_eval.protocols import bench
 from ultrabench_eval.protocols.config import BenchConfig
 
@@ -25,8 +27,12 @@ class ClusterOptions:
     account: str | None = None
 
 
-def run_model(config: BenchConfig) -> list[dict[str, Any]]:
-    """The job: the bench for one model (records are written by the job itself)."""
+def run_model(config: BenchConfig, cards: list[TaskCard] | None = None) -> list[dict[str, Any]]:
+    """The job: the bench for one model (records are written by the job itself). `cards`: the
+    ones the submitting process registered at run time (a Hugging Face dataset's, from
+    `--data`), which the job's own registry would not know."""
+    for card in cards or []:
+        TASKS.register(card.name, card, replace=True)
     records = bench.run(config, log=print)
     return [
         {
@@ -75,9 +81,12 @@ def submit(
     else:
         raise UserError(f"unknown executor '{executor}' (use slurm or local)")
     jobs = []
+    cards = [TASKS.get(name) for name in config.tasks]
+    cards = [card for card in cards if card.hf is not None]
     for model in config.models:
         # progress bars make no sense in a log file
-        jobs.append(runner.submit(run_model, replace(config, models=[model], progress=False)))
+        job_config = replace(config, models=[model], progress=False)
+        jobs.append(runner.submit(run_model, job_config, cards))
     return jobs
 
 

@@ -96,6 +96,7 @@ def build_record(
             classes=list(card.classes),
             split_sizes={name: len(split) for name, split in dataset.splits.items()},
             allow_overlap=None if dataset.overlap is None else list(dataset.overlap),
+            source=dataset.source,
         ),
         protocol=ProtocolPart(
             id=protocol_id(probe, budget, view.label if view else "clean", probe_options),

@@ -58,6 +58,9 @@ class TaskPart:
     split_sizes: dict[str, int] | None = None
     # run with --allow-overlap: what the splits share (empty: nothing); None: overlap refused
     allow_overlap: list[str] | None = None
+    # a Hugging Face dataset's task: its id or path, commit, fingerprints, split mapping and
+    # carving (`data.hub.materialise`); None for a prepared folder
+    source: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -326,6 +329,7 @@ class ResultRecord:
                     if self.task.allow_overlap is not None
                     else {}
                 ),
+                **({"source": self.task.source} if self.task.source is not None else {}),
             },
             "protocol": protocol,
             "scores": {
@@ -408,6 +412,7 @@ class _Parser:
                 classes=self.optional(task, "classes", list),
                 split_sizes=self.optional(task, "split_sizes", dict),
                 allow_overlap=self.optional(task, "allow_overlap", list),
+                source=self.optional(task, "source", dict),
             ),
             protocol=self.protocol(protocol),
             scores=Scores(

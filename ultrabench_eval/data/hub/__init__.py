@@ -1,0 +1,1 @@
+"""Hugging Face datasets: tasks loaded from them, and tasks exported as them."""
