@@ -14,7 +14,7 @@ from typing import Any
 from ultrabench_eval.core.errors import UserError
 
 # A full or read-only disk is the user's to fix: one line, not a traceback.
-_DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
+DISK_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 
 
 @contextmanager
@@ -34,7 +34,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp_path, path)
     except OSError as exc:
         tmp_path.unlink(missing_ok=True)
-        if exc.errno in _DISK_ERRORS:
+        if exc.errno in DISK_ERRORS:
             raise UserError(
                 f"cannot write {path}: {exc.strerror}; free some space or point the run at "
                 "another folder (--results, --cache)"

@@ -57,6 +57,11 @@ def check(config: BenchConfig) -> tuple[list[Adapter], list[str], list[Dataset],
     return adapters, poolings, datasets, resolve_device(config.device)
 
 
+def reads_tokens(probe: str) -> bool:
+    """Whether the probe fits on patch tokens (attentive) rather than pooled features."""
+    return bool(getattr(PROBES.get(probe), "needs_tokens", False))
+
+
 def _check_token_work(config: BenchConfig, cards: list[TaskCard], adapters: list[Adapter]) -> None:
     """Segmentation tasks and probes on patch tokens need models that give tokens; the dense
     probe segments, so it cannot be the probe of a classification task."""
@@ -68,7 +73,7 @@ def _check_token_work(config: BenchConfig, cards: list[TaskCard], adapters: list
             "others, e.g. --probe us-jepa-2026)"
         )
     segmentation = [card.name for card in cards if card.is_segmentation]
-    on_tokens = bool(getattr(PROBES.get(config.probe), "needs_tokens", False))
+    on_tokens = reads_tokens(config.probe)
     if not segmentation and not (on_tokens and classification):
         return
     for adapter in adapters:
@@ -268,7 +273,7 @@ def _run_task(
     times.add_stores(timings)
     budgets = config.budgets()
     # a probe on patch tokens (attentive) reads them instead of the pooled vector
-    on_tokens = bool(getattr(PROBES.get(config.probe), "needs_tokens", False))
+    on_tokens = reads_tokens(config.probe)
     pooling = TOKENS if on_tokens else pooling
     digests = {b: inputs_digest(adapter, pooling, dataset, stores, config, b) for b in budgets}
     ids = {b: protocol_id(config.probe, b, options=config.probe_options) for b in budgets}

@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from ultrabench_eval.core.atomic import DISK_ERRORS
 from ultrabench_eval.core.errors import UserError
 from ultrabench_eval.data.dataset import Record, dataset_path, open_dataset
 from ultrabench_eval.data.task_card import SPLITS, TaskCard, card_yaml
@@ -46,8 +47,6 @@ HUB_LICENSES = (
     "unknown",
 )
 TAGS = ("medical", "ultrasound", "ultrabench-eval")
-# A full or read-only disk is the user's to fix: one line, not a traceback.
-_DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 _SLUG_LENGTH = 64
 
 
@@ -304,10 +303,10 @@ def _publish(partial: Path, out: Path, overwrite: bool) -> None:
 
 
 def _disk_full(exc: OSError) -> bool:
-    if exc.errno in _DISK_ERRORS:
+    if exc.errno in DISK_ERRORS:
         return True
     # pyarrow reports a full disk as an OSError without errno, naming it in the message
-    return any(os.strerror(code) in str(exc) for code in _DISK_ERRORS)
+    return any(os.strerror(code) in str(exc) for code in DISK_ERRORS)
 
 
 # -- the task card and the dataset card -------------------------------------------------------

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ultrabench_eval.core.errors import UserError
+from ultrabench_eval.core.validation import one_line
 from ultrabench_eval.data.hub.source import SPLIT_ALIASES, HubSource
 
 _OFFLINE_FIX = (
@@ -257,5 +258,6 @@ def map_splits(loaded: LoadedSource) -> dict[str, str | None]:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
+    """`one_line`, named by its type when it has no message, cut to 300 characters."""
+    text = one_line(exc) or type(exc).__name__
     return text if len(text) < 300 else text[:297] + "..."

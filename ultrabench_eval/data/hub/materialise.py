@@ -12,7 +12,6 @@ fingerprints. The folder is written beside its place and renamed into it: whole 
 
 from __future__ import annotations
 
-import errno
 import io
 import json
 import os
@@ -25,12 +24,13 @@ from typing import Any
 
 import numpy as np
 
+from ultrabench_eval.core.atomic import DISK_ERRORS
 from ultrabench_eval.core.digests import json_digest
 from ultrabench_eval.core.errors import UserError
 from ultrabench_eval.data.hub.carve import carve_validation
 from ultrabench_eval.data.hub.columns import Columns, class_indices, find_columns
 from ultrabench_eval.data.hub.load import LoadedSource, load_source, map_splits
-from ultrabench_eval.data.hub.source import HubSource
+from ultrabench_eval.data.hub.source import IMAGE_SUFFIXES, HubSource
 from ultrabench_eval.data.image_store import stale_temp_dirs
 from ultrabench_eval.data.task_card import SPLITS, TaskCard
 
@@ -39,7 +39,6 @@ SOURCE_FILE = "source.json"
 GROUP_KEY = "group"  # the record key of a group column, when the card names none
 _GENERATED = "_hf"  # folder of the files whose own path cannot be kept
 _SAFE_PATH = re.compile(r"[\w][\w .()+-]*(/[\w][\w .()+-]*)*")
-_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp"}
 _FORMAT_SUFFIX = {
     "PNG": ".png",
     "JPEG": ".jpg",
@@ -49,7 +48,6 @@ _FORMAT_SUFFIX = {
     "WEBP": ".webp",
 }
 _BATCH = 64
-_DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
 
 
 def hub_task(
@@ -191,7 +189,7 @@ def _write(card: TaskCard, loaded: LoadedSource, root: Path) -> dict[str, Any]:
             shutil.rmtree(tmp, ignore_errors=True)  # another run wrote the same folder first
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        if exc.errno in _DISK_ERRORS:
+        if exc.errno in DISK_ERRORS:
             raise UserError(
                 f"cannot write the task folder of {source.label} under {root.parent}: "
                 f"{exc.strerror}; free some space or point --cache elsewhere"
@@ -356,7 +354,7 @@ class _FolderWriter:
             self.used.add(given)
             return given
         suffix = Path(given).suffix.lower() if given else ""
-        if suffix not in _SUFFIXES:
+        if suffix not in IMAGE_SUFFIXES:
             suffix = _sniff_suffix(data)
         rel = f"{_GENERATED}/{column}/{split}/{row:06d}{suffix}"
         self.used.add(rel)
@@ -373,7 +371,7 @@ def _keepable(path: str) -> bool:
         and _SAFE_PATH.fullmatch(path) is not None
         and ".." not in pure.parts
         and pure.parts[0] != _GENERATED
-        and pure.suffix.lower() in _SUFFIXES
+        and pure.suffix.lower() in IMAGE_SUFFIXES
         and pure.name not in {f"{s}.json" for s in SPLITS} | {SOURCE_FILE}
     )
 

@@ -32,7 +32,7 @@ SPLIT_ALIASES: dict[str, tuple[str, ...]] = {
     "test": ("test", "testing"),
 }
 DEFAULT_VALIDATION_FRACTION = 0.1
-_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp"}
 _DATA_SUFFIXES = {".parquet", ".arrow"}
 # A repository id as the hub writes it: org/name, letters, digits, - _ .
 _REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
@@ -151,7 +151,7 @@ def is_local_dataset(path: Path) -> bool:
 def _holds_data_files(path: Path, depth: int = 3) -> bool:
     """Parquet or arrow files, or images, within `depth` folder levels (an imagefolder keeps
     them in split/class folders)."""
-    suffixes = _DATA_SUFFIXES | _IMAGE_SUFFIXES
+    suffixes = _DATA_SUFFIXES | IMAGE_SUFFIXES
     level = [path]
     for _ in range(depth + 1):
         below = []
